@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both create .venv and install the
+# pinned dependencies first (once; re-done when requirements.txt changes).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+# CPU build of torch by default. On a CUDA machine, point pip at the PyTorch wheel index for your
+# CUDA version, e.g. `make run TORCH_INDEX=<pytorch cuda wheel index url>`.
+TORCH_INDEX ?=
+export DVC_NO_ANALYTICS := 1
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test test-all lint report lock clean-outputs help
+
+help:
+	@echo "make run    - install (once) and run the whole pipeline: dvc repro"
+	@echo "make test   - install (once) and run the test suite"
+	@echo "make lint   - ruff"
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH, or make PYTHON=python3"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch==2.13.0 --index-url $(TORCH_INDEX),)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/dvc repro
+	@$(BIN)/python -m stages.summary
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+test-all: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.txt.new
+	@echo "review requirements.txt.new, then move it over requirements.txt"

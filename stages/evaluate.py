@@ -1,0 +1,200 @@
+"""evaluate: score the candidate, the champion and two baselines on the same test split.
+
+Everything is paired: the candidate and the current champion (if any) predict the very same test
+rows, so the gate can compare them row by row. Two reference baselines, a majority-class guess and
+TF-IDF + logistic regression fitted on the train split, show what the transformer buys. Metrics are
+also computed per slice (text-length bucket, and `source` when the data has it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stages.common import StageError, get_logger, load_params, run_cli
+from stages.data import load_split
+from stages.io import atomic_path, read_json, write_csv, write_json, write_parquet
+from stages.metrics import classification_metrics
+from stages.model import class_names, load_classifier, predict_logits, softmax
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+log = get_logger(__name__)
+
+CHECKPOINT_DIR = Path("models/checkpoint")
+CHAMPION_POINTER = Path("models/champion.json")
+PREDICTIONS = Path("data/predictions/test.parquet")
+METRICS_JSON = Path("metrics/eval.json")
+CONFUSION_CSV = Path("plots/confusion.csv")
+CONFUSION_PNG = Path("plots/confusion.png")
+PER_CLASS_CSV = Path("plots/per_class_f1.csv")
+
+
+@dataclass
+class EvaluateParams:
+    batch_size: int = 128
+    # text-length slice edges in characters: short < edges[0] <= medium < edges[1] <= long
+    length_buckets: list[int] = field(default_factory=lambda: [60, 160])
+    tfidf_max_features: int = 20000
+
+
+def champion_dir() -> Path | None:
+    """The champion checkpoint directory, or None when no model has been promoted yet."""
+    pointer = read_json(CHAMPION_POINTER) if CHAMPION_POINTER.is_file() else {"champion": None}
+    champion = pointer.get("champion")
+    if not champion:
+        return None
+    path = Path(champion.get("path", "models/champion"))
+    if not (path / "config.json").is_file():
+        raise StageError(f"{CHAMPION_POINTER} names a champion but {path} is not in the workspace",
+                         where=str(path), fix=f"run `dvc pull {path}.dvc` (or `dvc checkout`)")
+    return path
+
+
+def length_bucket(texts: pd.Series, edges: list[int]) -> pd.Series:
+    import pandas as pd
+
+    if len(edges) != 2 or edges[0] >= edges[1]:
+        raise StageError(f"evaluate.length_buckets must be two increasing numbers, got {edges}",
+                         where="params.yaml:evaluate")
+    return pd.cut(texts.str.len(), [-1, edges[0] - 1, edges[1] - 1, float("inf")],
+                  labels=["short", "medium", "long"]).astype(str)
+
+
+def model_predictions(path: Path, texts: list[str], params: EvaluateParams,
+                      max_length: int) -> tuple[list[str], np.ndarray]:
+    """Predicted class names and class probabilities of the checkpoint at ``path``."""
+    model, tokenizer = load_classifier(path)
+    logits = predict_logits(model, tokenizer, texts, max_length, params.batch_size, show_progress=True)
+    names = class_names(model)
+    return [names[i] for i in logits.argmax(axis=1)], softmax(logits)
+
+
+def baselines(train: pd.DataFrame, test: pd.DataFrame, params: EvaluateParams) -> dict[str, list]:
+    """Predictions of the majority-class and TF-IDF + logistic-regression baselines."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    majority = train["label"].value_counts().sort_index().idxmax()
+    tfidf = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1,
+                        max_features=params.tfidf_max_features),
+        LogisticRegression(max_iter=2000, C=10.0),
+    ).fit(train["text"], train["label"])
+    return {"majority": [majority] * len(test), "tfidf_logreg": list(tfidf.predict(test["text"]))}
+
+
+def slice_metrics(df: pd.DataFrame, column: str, labels: list[str], has_champion: bool) -> dict:
+    out = {}
+    for value, part in df.groupby(column, sort=True):
+        row = {}
+        for who in ("candidate", "champion"):
+            if who == "champion" and not has_champion:
+                row[who] = None
+                continue
+            m = classification_metrics(part["label"], part[f"{who}_pred"], labels)
+            row[who] = {k: m[k] for k in ("accuracy", "macro_f1", "n")}
+        out[str(value)] = row
+    return out
+
+
+def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(labels), 0.6 + 0.6 * len(labels)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def evaluate(params: EvaluateParams) -> dict[str, Any]:
+    from sklearn.metrics import confusion_matrix
+
+    from stages.train import TrainParams
+
+    train_params = load_params("train", TrainParams)
+    train, test = load_split("train"), load_split("test")
+    texts = test["text"].tolist()
+    candidate_pred, probs = model_predictions(CHECKPOINT_DIR, texts, params, train_params.max_length)
+    labels = read_json(CHECKPOINT_DIR / "labels.json")
+    unknown = sorted(set(test["label"]) - set(labels))
+    if unknown:
+        raise StageError(f"test split has classes the model was not trained on: {unknown}",
+                         where="data/splits/test.parquet", fix="re-run split and train")
+
+    pred = test[["id", "text", "label"] + (["source"] if "source" in test else [])].copy()
+    pred["length_bucket"] = length_bucket(test["text"], params.length_buckets)
+    pred["candidate_pred"] = candidate_pred
+    pred["candidate_confidence"] = probs.max(axis=1)
+    for i, label in enumerate(labels):
+        pred[f"prob_{label}"] = probs[:, i]
+
+    champion = champion_dir()
+    if champion is not None:
+        log.info("scoring champion %s on the same %d test rows", champion, len(test))
+        pred["champion_pred"], _ = model_predictions(champion, texts, params, train_params.max_length)
+    else:
+        log.info("no champion yet: scoring the candidate and the baselines only")
+    for name, values in baselines(train, test, params).items():
+        pred[f"{'tfidf' if name == 'tfidf_logreg' else name}_pred"] = values
+
+    metrics = {
+        "test_rows": len(test),
+        "labels": labels,
+        "candidate": classification_metrics(pred["label"], pred["candidate_pred"], labels),
+        "champion": (classification_metrics(pred["label"], pred["champion_pred"], labels)
+                     if champion is not None else None),
+        "baselines": {
+            "majority": classification_metrics(pred["label"], pred["majority_pred"], labels),
+            "tfidf_logreg": classification_metrics(pred["label"], pred["tfidf_pred"], labels),
+        },
+        "slices": {col: slice_metrics(pred, col, labels, champion is not None)
+                   for col in ("length_bucket", "source") if col in pred},
+    }
+    cm = confusion_matrix(pred["label"], pred["candidate_pred"], labels=labels)
+    return {"metrics": metrics, "predictions": pred, "confusion": cm}
+
+
+def main() -> None:
+    import pandas as pd
+
+    params = load_params("evaluate", EvaluateParams)
+    result = evaluate(params)
+    metrics, pred = result["metrics"], result["predictions"]
+    labels = metrics["labels"]
+    write_parquet(PREDICTIONS, pred)
+    write_json(METRICS_JSON, metrics)
+    write_csv(CONFUSION_CSV, pred[["label", "candidate_pred"]].rename(
+        columns={"label": "actual", "candidate_pred": "predicted"}))
+    write_csv(PER_CLASS_CSV, pd.DataFrame(
+        [{"label": lab, "f1": v["f1"], "precision": v["precision"], "recall": v["recall"],
+          "support": v["support"]} for lab, v in metrics["candidate"]["per_class"].items()]))
+    plot_confusion(result["confusion"], labels, CONFUSION_PNG,
+                   f"candidate, test split (n={len(pred)})")
+    c, b = metrics["candidate"], metrics["baselines"]
+    log.info("macro-F1: candidate %.4f | tfidf_logreg %.4f | majority %.4f%s", c["macro_f1"],
+             b["tfidf_logreg"]["macro_f1"], b["majority"]["macro_f1"],
+             f" | champion {metrics['champion']['macro_f1']:.4f}" if metrics["champion"] else "")
+    log.info("wrote %s, %s, %s, %s", METRICS_JSON, PREDICTIONS, CONFUSION_CSV, CONFUSION_PNG)
+
+
+if __name__ == "__main__":
+    run_cli(main)

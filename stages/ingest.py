@@ -1,0 +1,116 @@
+"""ingest: read the user's texts and labels (CSV, JSONL or Parquet; path or fsspec URL).
+
+Writes data/raw/texts.parquet and data/labels/labels.parquet as two separate outputs, so that a
+relabelling is a labels-only change that DVC (and the PR report) can see as such. Checks only what
+makes the files unusable: readability, encoding, required columns, ids. Content checks (blank
+texts, unknown labels, class balance, drift) belong to the validate stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from stages.common import StageError, get_logger, load_params, run_cli
+from stages.io import read_table, write_parquet
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = get_logger(__name__)
+
+TEXTS_OUT = "data/raw/texts.parquet"
+LABELS_OUT = "data/labels/labels.parquet"
+TEXT_COLUMNS = {"required": ["id", "text"], "optional": ["source", "created_at"]}
+LABEL_COLUMNS = {"required": ["id", "label"], "optional": ["annotator"]}
+
+
+@dataclass
+class Source:
+    texts: str
+    labels: str
+
+
+@dataclass
+class IngestParams:
+    source: Source
+    # texts without a label row: "drop" them with a warning, or "fail"
+    unlabelled_texts: Literal["drop", "fail"] = "drop"
+
+
+def select_columns(df: pd.DataFrame, columns: dict[str, list[str]], what: str, where: str) -> pd.DataFrame:
+    """Keep the known columns; fail naming every missing required column."""
+    df = df.rename(columns=lambda c: str(c).strip())
+    missing = [c for c in columns["required"] if c not in df.columns]
+    if missing:
+        raise StageError(
+            f"{what}: required column(s) {missing} missing; found {list(df.columns)}",
+            where=where,
+            fix=f"{what} files need the columns {columns['required']} "
+            f"(optional: {columns['optional']})",
+        )
+    keep = columns["required"] + [c for c in columns["optional"] if c in df.columns]
+    df = df[keep].copy()
+    for c in keep:
+        df[c] = df[c].astype("string")
+    return df
+
+
+def check_ids(df: pd.DataFrame, what: str, where: str) -> None:
+    blank = df["id"].isna() | (df["id"].str.strip() == "")
+    if blank.any():
+        rows = (blank[blank].index[:5] + 2).tolist()  # +2: header line and 1-based lines
+        raise StageError(f"{what}: {int(blank.sum())} row(s) with an empty id (file rows {rows})",
+                         where=where, fix="give every row a unique id")
+    dup = df["id"].duplicated(keep=False)
+    if dup.any():
+        examples = sorted(df.loc[dup, "id"].unique())[:5]
+        raise StageError(
+            f"{what}: {int(df.loc[dup, 'id'].nunique())} id(s) appear more than once, e.g. {examples}",
+            where=where, fix="ids must be unique; remove or merge the duplicate rows",
+        )
+
+
+def join_report(texts: pd.DataFrame, labels: pd.DataFrame, params: IngestParams) -> None:
+    """Fail on labels without a text; drop or fail on texts without a label, per params."""
+    orphan = ~labels["id"].isin(texts["id"])
+    if orphan.any():
+        raise StageError(
+            f"labels: {int(orphan.sum())} label row(s) have no text with the same id, "
+            f"e.g. {labels.loc[orphan, 'id'].head(5).tolist()}",
+            where=params.source.labels,
+            fix="every label id must exist in the texts file; remove the rows or add the texts",
+        )
+    unlabelled = ~texts["id"].isin(labels["id"])
+    if unlabelled.any():
+        msg = (f"{int(unlabelled.sum())} text(s) have no label, "
+               f"e.g. {texts.loc[unlabelled, 'id'].head(5).tolist()}")
+        if params.unlabelled_texts == "fail":
+            raise StageError(f"texts: {msg}", where=params.source.texts,
+                             fix="label them, or set ingest.unlabelled_texts: drop")
+        log.warning("%s; they will be left out of the splits (ingest.unlabelled_texts: drop)", msg)
+
+
+def ingest(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    texts = select_columns(read_table(params.source.texts, "texts"), TEXT_COLUMNS, "texts",
+                           params.source.texts)
+    labels = select_columns(read_table(params.source.labels, "labels"), LABEL_COLUMNS, "labels",
+                            params.source.labels)
+    check_ids(texts, "texts", params.source.texts)
+    check_ids(labels, "labels", params.source.labels)
+    join_report(texts, labels, params)
+    return texts.sort_values("id", ignore_index=True), labels.sort_values("id", ignore_index=True)
+
+
+def main() -> None:
+    params = load_params("ingest", IngestParams)
+    texts, labels = ingest(params)
+    log.info("read %d texts from %s and %d labels from %s", len(texts), params.source.texts,
+             len(labels), params.source.labels)
+    write_parquet(TEXTS_OUT, texts)
+    write_parquet(LABELS_OUT, labels)
+    log.info("wrote %s and %s", TEXTS_OUT, LABELS_OUT)
+
+
+if __name__ == "__main__":
+    run_cli(main)

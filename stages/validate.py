@@ -1,0 +1,529 @@
+"""validate: Great Expectations guards the data, so bad data never reaches training.
+
+``python -m stages.validate`` checks data/raw/texts.parquet and data/labels/labels.parquet against
+the suites built from params.yaml's ``validate`` section (see stages/expectations.py and
+docs/validation.md), compares the data with the last accepted data profile (drift), writes the GX
+results JSON, a Data Docs site and a short summary under reports/validation/raw/, and writes
+metrics/data.json only when no blocking check failed, so that `dvc repro` stops before split.
+``python -m stages.validate --splits`` checks the splits for leakage and class coverage.
+
+Great Expectations is imported inside :func:`run_suites` only: other stages (and the promote
+command, which calls :func:`data_profile`) never pay its ~6 s import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stages.common import StageError, get_logger, load_params, run_cli
+from stages.data import SPLIT_NAMES, split_path
+from stages.expectations import (
+    RAW_CHECK_NAMES,
+    SPLIT_CHECK_NAMES,
+    SPLIT_COLUMNS,
+    Check,
+    ValidateParams,
+    raw_checks,
+    raw_frames,
+    split_checks,
+    split_frames,
+)
+from stages.io import atomic_path, read_json, write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = get_logger(__name__)
+
+TEXTS = "data/raw/texts.parquet"
+LABELS = "data/labels/labels.parquet"
+CHAMPION_POINTER = "models/champion.json"
+PROFILE_NAME = "data_profile.json"
+RAW_REPORTS = Path("reports/validation/raw")
+SPLIT_REPORTS = Path("reports/validation/splits")
+METRICS = "metrics/data.json"
+EXAMPLES = 5
+QUANTILES = {"min": 0.0, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95,
+             "max": 1.0}
+RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20,
+                 "unexpected_index_column_names": ["id"]}
+
+
+@dataclass
+class Outcome:
+    """What one expectation found, flattened from the GX result for summaries and tests."""
+
+    check: str
+    expectation: str
+    frame: str
+    blocking: bool
+    success: bool
+    message: str
+    unexpected_count: int | None = None
+    examples: list[tuple[Any, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome]
+    notes: list[str]
+    results: dict[str, Any]  # GX validation results, JSON-ready
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success and o.blocking]
+
+    @property
+    def warnings(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success and not o.blocking]
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return sorted({o.check for o in self.failed})
+
+    @property
+    def warned_checks(self) -> list[str]:
+        return sorted({o.check for o in self.warnings})
+
+
+# ---------------------------------------------------------------- profile and drift
+
+
+def labelled_records(texts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Texts joined to their label (first label row per id), null texts and labels left out."""
+    t = texts.dropna(subset=["id"]).drop_duplicates("id")[["id", "text"]]
+    lab = labels.dropna(subset=["id"]).drop_duplicates("id")[["id", "label"]]
+    return t.merge(lab, on="id", how="inner").dropna(subset=["text", "label"])
+
+
+def data_profile(texts_df: pd.DataFrame, labels_df: pd.DataFrame) -> dict[str, Any]:
+    """The data profile drift is measured against: class counts and the text-length histogram.
+
+    promote stores it beside the champion (models/champion/data_profile.json), so the next
+    validation compares new data with the data the champion was trained on.
+    """
+    rec = labelled_records(texts_df, labels_df)
+    lengths = rec["text"].astype(str).str.len()
+    counts = rec["label"].astype(str).value_counts().sort_index()
+    n = max(len(rec), 1)
+    return {
+        "version": 1,
+        "rows": int(len(rec)),
+        "classes": {k: int(v) for k, v in counts.items()},
+        "class_share": {k: round(float(v) / n, 6) for k, v in counts.items()},
+        "text_length": {
+            "quantiles": {k: float(lengths.quantile(q)) if len(lengths) else None
+                          for k, q in QUANTILES.items()},
+            "mean": round(float(lengths.mean()), 3) if len(lengths) else None,
+            "counts": {str(k): int(v) for k, v in lengths.value_counts().sort_index().items()},
+        },
+    }
+
+
+def js_divergence(p: dict[str, float], q: dict[str, float]) -> float:
+    """Jensen-Shannon divergence (base 2, 0 = same, 1 = disjoint) of two class distributions."""
+    import math
+
+    keys = sorted(set(p) | set(q))
+    tp, tq = sum(p.values()) or 1.0, sum(q.values()) or 1.0
+    total = 0.0
+    for k in keys:
+        a, b = p.get(k, 0.0) / tp, q.get(k, 0.0) / tq
+        m = (a + b) / 2
+        total += (a * math.log2(a / m) if a else 0.0) + (b * math.log2(b / m) if b else 0.0)
+    return round(total / 2, 6)
+
+
+def ks_statistic(counts_a: dict[str, int], counts_b: dict[str, int]) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic from two length histograms (exact, integer bins)."""
+    import numpy as np
+
+    grid = sorted({int(k) for k in counts_a} | {int(k) for k in counts_b})
+    a = np.array([counts_a.get(str(x), 0) for x in grid], dtype=float)
+    b = np.array([counts_b.get(str(x), 0) for x in grid], dtype=float)
+    if not a.sum() or not b.sum():
+        return 0.0
+    return round(float(np.abs(np.cumsum(a) / a.sum() - np.cumsum(b) / b.sum()).max()), 6)
+
+
+def drift_scores(current: dict[str, Any], reference: dict[str, Any]) -> dict[str, float | None]:
+    cur_med = current["text_length"]["quantiles"]["p50"]
+    ref_med = reference["text_length"]["quantiles"]["p50"]
+    return {
+        "label_js_divergence": js_divergence(current["classes"], reference["classes"]),
+        "text_length_ks": ks_statistic(current["text_length"]["counts"],
+                                       reference["text_length"]["counts"]),
+        "text_length_median_change": round((cur_med - ref_med) / ref_med, 6)
+        if cur_med is not None and ref_med else None,
+    }
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def read_parquet(path: str | Path, what: str) -> pd.DataFrame:
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{what} file not found", where=str(path),
+                         fix="run `dvc repro ingest` first")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise StageError(f"{what} file could not be read as Parquet: {exc}", where=str(path),
+                         fix="re-run `dvc repro ingest`; never edit Parquet by hand") from None
+
+
+def champion_dir(pointer: str | Path = CHAMPION_POINTER) -> Path | None:
+    """The champion's directory, or None when there is no champion yet (a normal first run)."""
+    pointer = Path(pointer)
+    if not pointer.is_file():
+        return None
+    info = read_json(pointer).get("champion")
+    return Path(info.get("path", "models/champion")) if info else None
+
+
+def resolve_label_set(params: ValidateParams,
+                      champion: Path | None) -> tuple[list[str] | None, str]:
+    """The known labels and where they came from: params, the champion, or none (first run)."""
+    if params.labels:
+        return sorted(params.labels), "params (validate.labels)"
+    if champion is not None:
+        path = champion / "labels.json"
+        if not path.is_file():
+            raise StageError("the champion has no labels.json", where=str(path),
+                             fix="re-promote the champion, or set validate.labels in params.yaml")
+        labels = read_json(path)
+        labels = labels.get("labels", labels) if isinstance(labels, dict) else labels
+        return sorted(str(x) for x in labels), f"champion ({path})"
+    return None, "observed (no validate.labels and no champion: the classes in the data accepted)"
+
+
+def resolve_reference(params: ValidateParams,
+                      champion: Path | None) -> tuple[dict | None, str | None]:
+    """The last accepted data profile: the champion's, else validate.reference_profile."""
+    candidates = [champion / PROFILE_NAME] if champion is not None else []
+    candidates.append(Path(params.reference_profile))
+    for path in candidates:
+        if path.is_file():
+            return read_json(path), str(path)
+    return None, None
+
+
+def check_warn_names(params: ValidateParams) -> None:
+    unknown = sorted(set(params.warn_only) - set(RAW_CHECK_NAMES) - set(SPLIT_CHECK_NAMES))
+    if unknown:
+        raise StageError(f"validate.warn_only names unknown check(s) {unknown}",
+                         where="params.yaml:validate.warn_only",
+                         fix=f"use names from {RAW_CHECK_NAMES + SPLIT_CHECK_NAMES}")
+
+
+# ---------------------------------------------------------------- running GX
+
+
+def run_suites(frames: dict[str, pd.DataFrame], checks: list[Check], prefix: str,
+               docs_dir: Path | None) -> tuple[list[Outcome], dict[str, Any]]:
+    """Run one GX suite per frame (a checkpoint each) and build Data Docs into ``docs_dir``."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from tqdm import tqdm
+
+    outcomes: list[Outcome] = []
+    results: dict[str, Any] = {}
+    order = list(dict.fromkeys(c.frame for c in checks))
+    # an ephemeral context: nothing of GX's own config is written; only the Data Docs site is
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    if docs_dir is not None:
+        ctx.variables.data_docs_sites = {"local_site": {
+            "class_name": "SiteBuilder", "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(docs_dir.resolve())},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}}}
+    source = ctx.data_sources.add_pandas("retrainer")
+    for frame in tqdm(order, desc="suites", unit="suite", disable=None):
+        mine = [c for c in checks if c.frame == frame]
+        suite = ctx.suites.add(gx.ExpectationSuite(name=f"{prefix}.{frame}"))
+        for c in mine:
+            suite.add_expectation(getattr(gx.expectations, c.expectation)(
+                **c.kwargs, description=c.description,
+                severity="critical" if c.blocking else "warning",
+                meta={"check": c.name, "blocking": c.blocking}))
+        batch = source.add_dataframe_asset(frame).add_batch_definition_whole_dataframe("all")
+        vd = ctx.validation_definitions.add(
+            gx.ValidationDefinition(name=suite.name, data=batch, suite=suite))
+        cp = ctx.checkpoints.add(gx.Checkpoint(name=suite.name, validation_definitions=[vd],
+                                               result_format=RESULT_FORMAT))
+        run = cp.run(batch_parameters={"dataframe": frames[frame]})
+        for vr in run.run_results.values():
+            results[suite.name] = vr.to_json_dict()
+            by_name = {c.name: c for c in mine}
+            for r in vr.results:
+                outcomes.append(_outcome(r, by_name[r.expectation_config.meta["check"]],
+                                         frames[frame]))
+    if docs_dir is not None:
+        ctx.build_data_docs()
+    rank = {c.name: i for i, c in enumerate(checks)}
+    outcomes.sort(key=lambda o: rank[o.check])
+    return outcomes, results
+
+
+def _outcome(r: Any, check: Check, frame: pd.DataFrame) -> Outcome:
+    cfg = r.expectation_config
+    res = dict(r.result or {})
+    kind, col = cfg.type, cfg.kwargs.get("column")
+    where = f"{check.frame}.{col}" if col else check.frame
+    out = Outcome(check.name, kind, check.frame, check.blocking, bool(r.success), "")
+    error = (r.exception_info or {}).get("exception_message") if r.exception_info else None
+    if error or (not r.success and not res):
+        out.message = f"{kind} on {where} could not run: {error or r.exception_info}"
+    elif "unexpected_count" in res:
+        out.unexpected_count = int(res["unexpected_count"])
+        out.examples = _examples(res, col, check.show, frame)
+        rows = "class(es)" if check.frame in ("classes", "split_classes") else "row(s)"
+        out.message = (f"{kind} on {where}: {out.unexpected_count} of {res.get('element_count')} "
+                       f"{rows} unexpected")
+    elif kind == "expect_table_columns_to_match_set":
+        missing = res.get("details", {}).get("mismatched", {}).get("missing", [])
+        found = [c for c in res.get("observed_value") or [] if not str(c).startswith("_")]
+        out.message = f"{kind} on {where}: missing column(s) {missing}; found {found}"
+    elif kind == "expect_column_values_to_be_of_type":
+        out.message = f"{kind} on {where}: dtype {res.get('observed_value')}, expected strings"
+    else:
+        out.message = f"{kind} on {where}: observed {res.get('observed_value')}"
+    return out
+
+
+def _examples(res: dict, col: str | None, show: str | None, frame: pd.DataFrame) -> list:
+    """Up to 5 (id, value) pairs for a failing per-row expectation."""
+    rows = res.get("partial_unexpected_index_list") or []
+    lookup = None
+    if show and "id" in frame.columns and show in frame.columns:
+        lookup = frame.dropna(subset=["id"]).drop_duplicates("id").set_index("id")[show]
+    pairs, seen = [], set()
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        rid = row.get("id")
+        value = row.get(col) if col else None
+        if lookup is not None and rid in lookup.index:
+            value = lookup[rid]
+        if (rid, str(value)) in seen:
+            continue
+        seen.add((rid, str(value)))
+        pairs.append((rid, value))
+        if len(pairs) == EXAMPLES:
+            break
+    return pairs
+
+
+# ---------------------------------------------------------------- reports
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value) if not isinstance(value, float) else f"{value:.4g}"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def outcome_line(o: Outcome) -> str:
+    status = "PASS" if o.success else ("FAIL" if o.blocking else "WARN")
+    line = f"{status} {o.check}: {o.message}"
+    if o.examples and not o.success:
+        line += "; e.g. " + ", ".join(f"{i}={_short(v)}" for i, v in o.examples)
+    return line
+
+
+def human_summary(report: Report, out_dir: Path) -> str:
+    """The few lines a person reads first: what failed, how many rows, which ids."""
+    verdict = "FAILED" if report.failed else "passed"
+    lines = [f"data validation {verdict}: {len(report.failed_checks)} blocking check(s) failed, "
+             f"{len(report.warned_checks)} warning(s), {len(report.outcomes)} expectations"]
+    lines += ["  " + outcome_line(o) for o in report.failed + report.warnings]
+    lines += [f"  note: {n}" for n in report.notes]
+    lines.append(f"  full results: {out_dir / 'results.json'}; Data Docs: "
+                 f"{out_dir / 'data_docs' / 'index.html'}")
+    return "\n".join(lines)
+
+
+def summary_markdown(report: Report, title: str) -> str:
+    verdict = "FAILED" if report.failed else "passed"
+    lines = [f"# {title}: {verdict}", "",
+             f"{len(report.failed_checks)} blocking check(s) failed, {len(report.warned_checks)} "
+             f"warning(s), {len(report.outcomes)} expectations evaluated. Full results: "
+             "`results.json`; Data Docs: `data_docs/index.html`.", ""]
+    if report.notes:
+        lines += [f"- {n}" for n in report.notes] + [""]
+    lines += ["| check | result | blocking | details |", "|---|---|---|---|"]
+    for o in report.outcomes:
+        status = "pass" if o.success else ("**FAIL**" if o.blocking else "warn")
+        detail = outcome_line(o).split(": ", 1)[1].replace("|", "\\|")
+        lines.append(f"| `{o.check}` | {status} | {'yes' if o.blocking else 'no'} | {detail} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(out_dir: Path, title: str, run: Any) -> Report:
+    """Run the suites and write results.json, summary.md and Data Docs as one atomic directory."""
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        report = run(tmp / "data_docs")
+        payload = {"success": not report.failed, "failed": report.failed_checks,
+                   "warnings": report.warned_checks, "notes": report.notes,
+                   "validations": report.results}
+        (tmp / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n",
+                                          encoding="utf-8")
+        (tmp / "summary.md").write_text(summary_markdown(report, title), encoding="utf-8")
+    return report
+
+
+def _finish(report: Report, out_dir: Path) -> None:
+    summary = human_summary(report, out_dir)
+    if report.failed:
+        print(summary, file=sys.stderr)
+        raise StageError(
+            f"{len(report.failed_checks)} blocking data check(s) failed: "
+            f"{', '.join(report.failed_checks)}",
+            where=str(out_dir / "summary.md"),
+            fix="fix the data at its source and re-run `dvc repro`; to accept a check's failures "
+            "as warnings, add its name to validate.warn_only in params.yaml",
+        )
+    for line in summary.splitlines():
+        log.info("%s", line.strip())
+
+
+# ---------------------------------------------------------------- the two validations
+
+
+def validate_raw(texts: pd.DataFrame, labels: pd.DataFrame, params: ValidateParams,
+                 champion: Path | None, docs_dir: Path | None = None) -> tuple[Report, dict]:
+    """Validate raw texts + labels; return the report and the metrics/data.json content."""
+    check_warn_names(params)
+    label_set, label_source = resolve_label_set(params, champion)
+    frames = raw_frames(texts, labels)
+    notes = [f"label set: {label_source}"]
+    profile = data_profile(texts, labels) if "records" in frames else None
+    reference, ref_path = resolve_reference(params, champion)
+    drift: dict[str, Any] = {"reference": ref_path}
+    if profile is not None and reference is not None:
+        drift.update(drift_scores(profile, reference))
+        frames["drift"] = _drift_frame(drift)
+        notes.append(f"drift measured against {ref_path}")
+    else:
+        drift["note"] = ("no reference profile, drift not checked" if reference is None
+                         else "drift not checked: the data could not be joined")
+        notes.append(drift["note"] + f" (looked for: {params.reference_profile}"
+                     + (f", {champion / PROFILE_NAME}" if champion else "") + ")")
+    checks = raw_checks(params, frames, label_set, drift if "drift" in frames else None)
+    outcomes, results = run_suites(frames, checks, "raw", docs_dir)
+    report = Report(outcomes, notes, results)
+    new = []
+    if label_set is not None and "label" in labels.columns:
+        new = sorted(set(labels["label"].dropna().astype(str)) - set(label_set))
+        if new:
+            report.notes.append(f"NEW CLASS(ES) not in the known label set: {new}")
+    metrics = _metrics(texts, labels, frames, profile, drift, report, label_set, label_source, new)
+    return report, metrics
+
+
+def _drift_frame(drift: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({"id": ["current"], "label_js_divergence": [drift["label_js_divergence"]],
+                         "text_length_ks": [drift["text_length_ks"]]})
+
+
+def _metrics(texts, labels, frames, profile, drift, report, label_set, label_source, new) -> dict:
+    rec = frames.get("records")
+    texts_frame = frames["texts"]
+    unlabelled = int(texts_frame["_label"].isna().sum()) if "_label" in texts_frame else None
+    metrics: dict[str, Any] = {
+        "rows": {"texts": len(texts), "labels": len(labels),
+                 "labelled": None if rec is None else len(rec), "unlabelled": unlabelled},
+        "classes": profile["classes"] if profile else {},
+        "class_share": profile["class_share"] if profile else {},
+        "text_length": {**profile["text_length"]["quantiles"],
+                        "mean": profile["text_length"]["mean"]} if profile else {},
+        "label_set": {"source": label_source, "labels": label_set, "new": new},
+        "drift": drift,
+        "checks": {"expectations": len(report.outcomes),
+                   "failed_blocking": len(report.failed_checks),
+                   "warnings": len(report.warned_checks)},
+        "warnings": [outcome_line(o) for o in report.warnings],
+    }
+    return metrics
+
+
+def validate_splits(splits: dict[str, pd.DataFrame], params: ValidateParams,
+                    docs_dir: Path | None = None) -> Report:
+    check_warn_names(params)
+    frames = split_frames(splits)
+    outcomes, results = run_suites(frames, split_checks(params), "splits", docs_dir)
+    sizes = ", ".join(f"{n} {len(df)} rows" for n, df in splits.items())
+    return Report(outcomes, [f"splits: {sizes}"], results)
+
+
+def load_splits() -> dict[str, pd.DataFrame]:
+    splits = {}
+    for name in SPLIT_NAMES:
+        df = read_parquet(split_path(name), f"split '{name}'")
+        missing = [c for c in SPLIT_COLUMNS if c not in df.columns]
+        if missing:
+            raise StageError(f"split '{name}' lacks column(s) {missing}",
+                             where=str(split_path(name)), fix="re-run `dvc repro split`")
+        splits[name] = df
+    return splits
+
+
+def main_raw(params: ValidateParams) -> None:
+    texts, labels = read_parquet(TEXTS, "texts"), read_parquet(LABELS, "labels")
+    log.info("read %d texts from %s and %d labels from %s", len(texts), TEXTS, len(labels), LABELS)
+    champion = champion_dir()
+    log.info("champion: %s", champion or "none (first run)")
+    result: dict[str, Any] = {}
+
+    def run(docs: Path) -> Report:
+        report, result["metrics"] = validate_raw(texts, labels, params, champion, docs)
+        return report
+
+    report = write_reports(RAW_REPORTS, "Raw data validation", run)
+    log.info("wrote %s (results.json, summary.md, data_docs/index.html)", RAW_REPORTS)
+    _finish(report, RAW_REPORTS)
+    write_json(METRICS, result["metrics"])
+    log.info("wrote %s", METRICS)
+
+
+def main_splits(params: ValidateParams) -> None:
+    splits = load_splits()
+    log.info("read splits: %s", ", ".join(f"{n} {len(df)}" for n, df in splits.items()))
+    report = write_reports(SPLIT_REPORTS, "Split validation",
+                           lambda docs: validate_splits(splits, params, docs))
+    log.info("wrote %s (results.json, summary.md, data_docs/index.html)", SPLIT_REPORTS)
+    _finish(report, SPLIT_REPORTS)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.validate", description=__doc__)
+    parser.add_argument("--splits", action="store_true", help="validate data/splits instead")
+    parser.add_argument("--write-profile", metavar="PATH",
+                        help="write the raw data's profile to PATH (a drift reference) and exit")
+    args = parser.parse_args()
+    params = load_params("validate", ValidateParams)
+    if args.write_profile:
+        profile = data_profile(read_parquet(TEXTS, "texts"), read_parquet(LABELS, "labels"))
+        write_json(args.write_profile, profile)
+        log.info("wrote the data profile of %d rows to %s", profile["rows"], args.write_profile)
+    elif args.splits:
+        main_splits(params)
+    else:
+        main_raw(params)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,153 @@
+"""Shared fixtures: a tiny random BERT, tiny labelled datasets and a throw-away pipeline repo."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.update({
+    "DVC_NO_ANALYTICS": "1",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+})
+
+INTENTS = {
+    "refund_request": ["i want my money back for order {n}", "please refund the {n} charge",
+                       "refund my order {n} it was charged twice"],
+    "cancel_subscription": ["cancel my subscription {n} please", "stop my plan renew {n}",
+                            "i want to cancel the subscription before it renews on day {n}"],
+    "delivery_status": ["where is my package {n}", "my parcel has not arrived since {n} days",
+                        "tracking says shipped but no delivery {n}"],
+    "login_problem": ["cant log in to my account since {n}", "password reset email never arrives {n}",
+                      "my account is locked after {n} tries"],
+    "payment_failed": ["my card was declined {n} times", "payment failed again at checkout for order {n}",
+                       "the bank transaction failed {n}"],
+    "change_address": ["change my address to {n} new street", "i moved to {n} please update my address",
+                       "wrong address on order {n} please change it"],
+}
+
+
+def make_rows(n_per_class: int, seed: int = 0, intents: dict | None = None) -> tuple[list, list]:
+    """Texts and labels rows (lists of dicts) with ``n_per_class`` distinct texts per class."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for label, templates in sorted((intents or INTENTS).items()):
+        for k in range(n_per_class):
+            i = len(texts) + 1
+            text = templates[k % len(templates)].format(n=rng.randint(10, 99999))
+            texts.append({"id": f"t{i:05d}", "text": text,
+                          "source": "app_review" if k % 10 == 0 else "email"})
+            labels.append({"id": f"t{i:05d}", "label": label})
+    return texts, labels
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_model import build_tiny_bert
+
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory with the project's params.yaml, as a stage sees it."""
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def set_params(root: Path, overrides: dict[str, dict]) -> None:
+    """Merge ``{section: {key: value}}`` into root/params.yaml (one level deep per section)."""
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in overrides.items():
+        params.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``python -m stages.<name>`` the way DVC does, capturing its output."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+
+
+def git_files() -> list[str]:
+    """The repository's files as a clone would have them (tracked + new, not ignored)."""
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    return [f for f in out.splitlines() if (REPO_ROOT / f).is_file()]
+
+
+TINY_TRAIN = {"epochs": 2, "batch_size": 16, "max_length": 32, "learning_rate": 1e-3,
+              "log_every": 2}
+
+
+@pytest.fixture
+def split_dir(workdir: Path, tiny_model_dir: Path) -> Path:
+    """A workdir with train/val/test splits and params pointing at the tiny model."""
+    import pandas as pd
+
+    texts, labels = make_rows(12)
+    df = pd.DataFrame(texts).merge(pd.DataFrame(labels), on="id")
+    (workdir / "data/splits").mkdir(parents=True)
+    for name, part in (("train", df.iloc[::2]), ("val", df.iloc[1::4]), ("test", df.iloc[3::4])):
+        part.reset_index(drop=True).to_parquet(workdir / f"data/splits/{name}.parquet")
+    set_params(workdir, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN}})
+    return workdir
+
+
+@pytest.fixture
+def pipeline_repo(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    """A fresh git + DVC repository holding this project, set up for the tiny model and data.
+
+    Real git, real DVC: tests run `dvc repro` in it as a user would in a clone.
+    """
+    repo = tmp_path / "repo"
+    for rel in git_files():
+        if rel.startswith(("data/sample/", "docs/", "benchmarks/")):
+            continue
+        dest = repo / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / rel, dest)
+    texts, labels = make_rows(20)
+    write_csv(repo / "data/sample/texts.csv", texts)
+    write_csv(repo / "data/sample/labels.csv", labels)
+    set_params(repo, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN}})
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], cwd=repo, check=True)
+    return repo
+
+
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the venv's dvc in ``repo`` with the project on PYTHONPATH."""
+    env = {**os.environ, "PYTHONPATH": str(repo),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_SITE_CACHE_DIR": str(repo.parent / "dvc-site-cache")}
+    exe = Path(sys.executable).with_name("dvc")
+    proc = subprocess.run([str(exe), *args], cwd=repo, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,180 @@
+"""promote: refuses what the gate refused, never damages the champion, and feeds back into DVC."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stages import promote
+from stages.common import StageError
+from tests.conftest import dvc, run_stage, set_params
+
+IDENTITY = {"GIT_AUTHOR_NAME": "Ada Tester", "GIT_AUTHOR_EMAIL": "ada@example.com",
+            "GIT_COMMITTER_NAME": "Ada Tester", "GIT_COMMITTER_EMAIL": "ada@example.com"}
+
+
+@pytest.fixture
+def identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in IDENTITY.items():
+        monkeypatch.setenv(key, value)
+
+
+def write_gate(root: Path, passed: bool, failed: list[str] | None = None) -> None:
+    (root / "metrics").mkdir(exist_ok=True)
+    (root / "metrics/gate.json").write_text(json.dumps(
+        {"passed": passed, "failed": failed or [], "checks": [], "inputs": {}}))
+
+
+def test_refuses_after_a_failed_gate(workdir: Path) -> None:
+    write_gate(workdir, False, ["min_macro_f1", "significance[not_worse]"])
+    (workdir / "models").mkdir()
+    (workdir / "models/champion.json").write_text('{"champion": null}\n')
+    proc = run_stage("promote", workdir)
+    assert proc.returncode == 1
+    assert "gate FAILED (min_macro_f1, significance[not_worse])" in proc.stderr
+    assert "refusing to promote" in proc.stderr and "--force" in proc.stderr
+    assert not (workdir / "models/champion").exists()
+    assert (workdir / "models/champion.json").read_text() == '{"champion": null}\n'
+
+
+def test_force_needs_a_reason(workdir: Path) -> None:
+    write_gate(workdir, False, ["min_macro_f1"])
+    proc = run_stage("promote", workdir, "--force")
+    assert proc.returncode == 1 and "--force needs --reason" in proc.stderr
+
+
+def test_refuses_without_a_gate_result(workdir: Path) -> None:
+    proc = run_stage("promote", workdir)
+    assert proc.returncode == 1 and "no gate result" in proc.stderr
+
+
+def test_refuses_a_gate_result_from_another_evaluation(workdir: Path, identity: None) -> None:
+    write_gate(workdir, True)  # passed, but it records no hash of the current eval.json
+    (workdir / "metrics/eval.json").write_text("{}")
+    proc = run_stage("promote", workdir)
+    assert proc.returncode == 1
+    assert "was not computed from the current metrics/eval.json" in proc.stderr
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, identity: None) -> Path:
+    """A bare git + DVC repo with a fake checkpoint, as cwd (install() works on cwd paths)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "dvc-site-cache"))
+    subprocess.run(["git", "init", "-q", "-b", "main"], check=True)
+    dvc(repo, "init", "-q")
+    (repo / "models/checkpoint").mkdir(parents=True)
+    (repo / "models/champion.json").write_text('{"champion": null}\n')
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "init"], check=True)
+    return repo
+
+
+def fake_candidate(repo: Path, weights: str, macro_f1: float) -> dict:
+    ckpt = repo / "models/checkpoint"
+    (ckpt / "config.json").write_text('{"id2label": {"0": "a", "1": "b"}}')
+    (ckpt / "model.safetensors").write_text(weights)
+    return {"test_rows": 10, "labels": ["a", "b"],
+            "candidate": {"macro_f1": macro_f1, "accuracy": macro_f1, "weighted_f1": macro_f1,
+                          "n": 10, "per_class": {}}}
+
+
+def test_failed_commit_leaves_the_champion_untouched(dvc_repo: Path) -> None:
+    gate = {"passed": True, "failed": []}
+    profile = {"rows": 10}
+    first = promote.install(fake_candidate(dvc_repo, "weights v1", 0.9), gate, profile,
+                            False, None, "Ada Tester <ada@example.com>")
+    assert (dvc_repo / "models/champion/model.safetensors").read_text() == "weights v1"
+    metrics = json.loads((dvc_repo / "models/champion/metrics.json").read_text())
+    assert metrics["macro_f1"] == 0.9
+    assert json.loads((dvc_repo / "models/champion/data_profile.json").read_text()) == profile
+    log = subprocess.run(["git", "log", "--format=%s"], capture_output=True, text=True).stdout
+    assert log.splitlines()[0] == ("promote: new champion (macro-F1 0.9000, accuracy 0.9000; "
+                                   "gate passed)")
+    before = {p: (dvc_repo / p).read_bytes() for p in
+              ("models/champion.dvc", "models/champion.json", "models/.gitignore",
+               "reports/gate_history.jsonl")}
+    assert json.loads(before["models/champion.json"])["champion"] == first
+
+    # the second promotion dies at its last step (a pre-commit hook refuses the commit)
+    hook = dvc_repo / ".git/hooks/pre-commit"
+    hook.write_text("#!/bin/sh\necho 'hook says no' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    with pytest.raises(StageError, match="git commit failed"):
+        promote.install(fake_candidate(dvc_repo, "weights v2", 0.95), gate, profile,
+                        False, None, "Ada Tester <ada@example.com>")
+    assert (dvc_repo / "models/champion/model.safetensors").read_text() == "weights v1"
+    for path, content in before.items():
+        assert (dvc_repo / path).read_bytes() == content, path
+    staged = subprocess.run(["git", "diff", "--cached", "--name-only"], capture_output=True,
+                            text=True).stdout
+    assert staged == ""
+    leftovers = [p.name for p in (dvc_repo / "models").iterdir() if p.name.startswith(".champ")]
+    assert leftovers == []
+    assert dvc(dvc_repo, "status", "models/champion.dvc").stdout.strip().endswith("up to date.")
+
+
+def test_forced_promotion_is_on_the_record(dvc_repo: Path) -> None:
+    gate = {"passed": False, "failed": ["min_macro_f1"]}
+    record = promote.install(fake_candidate(dvc_repo, "w", 0.5), gate, {}, True,
+                             "customer hotfix", "Ada Tester <ada@example.com>")
+    assert record["forced"] and record["forced_by"] == "Ada Tester <ada@example.com>"
+    message = subprocess.run(["git", "log", "-1", "--format=%B"], capture_output=True,
+                             text=True).stdout
+    assert message.startswith("promote --force: new champion (macro-F1 0.5000")
+    assert "Forced by Ada Tester <ada@example.com>" in message
+    assert "Failed checks: min_macro_f1" in message and "Reason: customer hotfix" in message
+    history = (dvc_repo / "reports/gate_history.jsonl").read_text().splitlines()
+    entry = json.loads(history[-1])
+    assert entry["forced"] and entry["reason"] == "customer hotfix"
+    assert entry["failed_checks"] == ["min_macro_f1"]
+
+
+LENIENT_GATE = {"min_macro_f1": 0.0, "min_accuracy": None, "min_class_recall": None,
+                "tfidf_margin": None}
+
+
+@pytest.mark.slow
+def test_promote_then_rerun_uses_the_new_champion(pipeline_repo: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   identity: None) -> None:
+    """End to end on the tiny model: repro, promote, and DVC sees evaluate must re-run."""
+    repo = pipeline_repo
+    # the tiny random model is not good: gate only on "not worse than nothing" here
+    set_params(repo, {"gate": LENIENT_GATE})
+    subprocess.run(["git", "commit", "-qam", "lenient gate"], cwd=repo, check=True)
+    dvc(repo, "repro", "gate")
+    gate = json.loads((repo / "metrics/gate.json").read_text())
+    assert gate["passed"] and gate["champion"] is False
+
+    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(repo.parent / "dvc-site-cache"))
+    proc = run_stage("promote", repo)
+    assert proc.returncode == 0, proc.stderr
+    pointer = json.loads((repo / "models/champion.json").read_text())["champion"]
+    assert pointer["path"] == "models/champion" and pointer["forced"] is False
+    assert (repo / "models/champion/model.safetensors").is_file()
+    assert (repo / "models/champion/data_profile.json").is_file()
+    committed = subprocess.run(["git", "show", "--name-only", "--format=%s", "HEAD"], cwd=repo,
+                               capture_output=True, text=True).stdout.splitlines()
+    assert committed[0].startswith("promote: new champion (macro-F1 ")
+    assert {"models/champion.dvc", "models/champion.json",
+            "reports/gate_history.jsonl"} <= set(committed[1:])
+    # the champion's files are DVC's, never git's (dvc add writes models/.gitignore if needed)
+    ignored = subprocess.run(["git", "check-ignore", "-q", "models/champion"], cwd=repo)
+    assert ignored.returncode == 0
+
+    status = dvc(repo, "status", "evaluate").stdout
+    assert "evaluate" in status and "models/champion.json" in status
+    dvc(repo, "repro", "gate")
+    ev = json.loads((repo / "metrics/eval.json").read_text())
+    assert ev["champion"] is not None
+    # the champion is the very checkpoint that is still the candidate: a paired difference of 0
+    assert ev["champion"]["macro_f1"] == ev["candidate"]["macro_f1"]
+    gate = json.loads((repo / "metrics/gate.json").read_text())
+    assert gate["champion"] is True and gate["passed"] is True
+    assert gate["comparison"]["macro_f1"]["ci95"] == [0, 0]
