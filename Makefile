@@ -13,12 +13,16 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test test-all lint report lock clean-outputs help
+BASE ?= main
+HEAD ?= workspace
+
+.PHONY: install run test test-all lint report lock help
 
 help:
 	@echo "make run    - install (once) and run the whole pipeline: dvc repro"
 	@echo "make test   - install (once) and run the test suite"
 	@echo "make lint   - ruff"
+	@echo "make report BASE=main - PR review report (reports/pr.md): working tree vs BASE"
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH, or make PYTHON=python3"; exit 1; }
@@ -29,6 +33,8 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+install: $(BIN)/.installed
+
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
 	@$(BIN)/python -m stages.summary
@@ -38,6 +44,9 @@ test: $(BIN)/.installed
 
 test-all: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+report: $(BIN)/.installed
+	$(BIN)/python -m flows.report --base $(BASE) --head $(HEAD) --out reports/pr.md
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

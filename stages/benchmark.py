@@ -1,0 +1,250 @@
+"""Measure what the ONNX export and int8 quantization buy: latency, throughput and size.
+
+PyTorch fp32, ONNX Runtime fp32 and ONNX Runtime int8 are timed in this one process, side by
+side, on the same token ids (test-split texts through the exported tokenizer), with CPU threads
+pinned to ``benchmark.threads`` for every runtime; CUDA rows are added when a GPU is present.
+Timings cover the model call only (tokenization is identical for all and excluded). Runtimes are
+measured round-robin, text by text, so that load from other processes hits all of them alike.
+
+Writes metrics/export.json (numbers, ratios, targets, device, versions), plots/latency.csv and
+plots/latency.png. Targets are reported, not enforced: timings depend on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from stages.common import StageError, get_logger, load_params, progress, run_cli
+from stages.io import atomic_path, write_csv, write_json
+
+log = get_logger(__name__)
+
+CHECKPOINT_DIR = Path("models/checkpoint")
+ONNX_DIR = Path("models/onnx")
+METRICS = Path("metrics/export.json")
+PLOT_CSV = Path("plots/latency.csv")
+PLOT_PNG = Path("plots/latency.png")
+TORCH, ORT_FP32, ORT_INT8 = "pytorch fp32", "onnxruntime fp32", "onnxruntime int8"
+TARGET_SPEEDUP, TARGET_SIZE_RATIO = 2.5, 3.5
+
+
+@dataclass
+class BenchmarkParams:
+    threads: int = 2                  # intra-op CPU threads for every runtime (stated in output)
+    batch1_texts: int = 200           # texts timed one at a time (p50/p95 latency)
+    batch_size: int = 32              # batch size of the throughput measurement
+    batches: int = 5                  # batches timed for throughput
+    warmup: int = 10                  # untimed batch-1 calls per runtime (plus one full batch)
+    seed: int = 0
+    cuda: Literal["auto", "off"] = "auto"   # auto: add CUDA rows when a GPU is present
+
+
+Runner = Callable[[dict[str, Any]], Any]
+
+
+def torch_runner(model: Any, device: str) -> Runner:
+    import torch
+
+    def run(feeds: dict[str, Any]) -> Any:
+        with torch.inference_mode():
+            out = model(**{k: torch.from_numpy(v).to(device) for k, v in feeds.items()}).logits
+            return out.cpu()  # includes the device sync, like a real caller
+
+    return run
+
+
+def ort_runner(session: Any) -> Runner:
+    return lambda feeds: session.run(None, feeds)
+
+
+def build_runners(params: BenchmarkParams) -> tuple[dict[str, Runner], dict[str, float], Any]:
+    """Name -> callable on numpy feeds, name -> model size on disk (MB), and the ONNX model."""
+    import torch
+
+    from stages.model import load_classifier
+    from stages.onnx_session import create_session, gpu_present, load_onnx_model
+
+    torch.set_num_threads(params.threads)
+    int8_path, fp32_path = ONNX_DIR / "model.int8.onnx", ONNX_DIR / "model.onnx"
+    int8 = load_onnx_model(int8_path, threads=params.threads, device="cpu")
+    model, _ = load_classifier(CHECKPOINT_DIR, "cpu")
+    torch_mb = sum(p.stat().st_size for p in CHECKPOINT_DIR.glob("*.safetensors")) / 1e6
+    runners = {TORCH: torch_runner(model, "cpu"),
+               ORT_FP32: ort_runner(create_session(fp32_path, params.threads, device="cpu")),
+               ORT_INT8: ort_runner(int8.session)}
+    sizes = {TORCH: torch_mb, ORT_FP32: fp32_path.stat().st_size / 1e6,
+             ORT_INT8: int8_path.stat().st_size / 1e6}
+    if params.cuda == "auto" and gpu_present():
+        runners["onnxruntime fp32 (cuda)"] = ort_runner(create_session(fp32_path, device="cuda"))
+        sizes["onnxruntime fp32 (cuda)"] = sizes[ORT_FP32]
+        if torch.cuda.is_available():
+            gpu_model, _ = load_classifier(CHECKPOINT_DIR, "cuda")
+            runners["pytorch fp32 (cuda)"] = torch_runner(gpu_model, "cuda")
+            sizes["pytorch fp32 (cuda)"] = torch_mb
+    return runners, sizes, int8
+
+
+def workload(onnx_model: Any, texts: list[str], params: BenchmarkParams) -> dict[str, Any]:
+    """Batch-1 feeds and batch-N feeds from the test texts (seeded shuffle, cycled if short)."""
+    import numpy as np
+
+    from stages.onnx_session import encode, pad
+
+    rng = np.random.default_rng(params.seed)
+    order = rng.permutation(len(texts))
+    need = max(params.batch1_texts, params.batch_size * params.batches) + params.warmup
+    picked = [texts[order[i % len(texts)]] for i in range(need)]
+    enc = encode(onnx_model, picked)
+    single = [pad(onnx_model, [e]) for e in enc[:params.warmup + params.batch1_texts]]
+    batched = [pad(onnx_model, enc[s:s + params.batch_size])
+               for s in range(0, params.batch_size * params.batches, params.batch_size)]
+    lengths = [len(e.ids) for e in enc[params.warmup:params.warmup + params.batch1_texts]]
+    return {"single": single, "batched": batched,
+            "tokens_mean": round(float(np.mean(lengths)), 1),
+            "tokens_p50": float(np.median(lengths)), "tokens_max": int(max(lengths))}
+
+
+def measure(runners: dict[str, Runner], work: dict[str, Any],
+            params: BenchmarkParams) -> dict[str, dict[str, float]]:
+    """Round-robin timing: each text (then each batch) goes through every runtime in turn."""
+    import numpy as np
+
+    names = list(runners)
+    for feeds in work["single"][:params.warmup] + work["batched"][:1]:
+        for name in names:
+            runners[name](feeds)
+    lat: dict[str, list[float]] = {n: [] for n in names}
+    for i, feeds in enumerate(progress(work["single"][params.warmup:], desc="batch 1", leave=False)):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            start = time.perf_counter()
+            runners[name](feeds)
+            lat[name].append(time.perf_counter() - start)
+    spent = {n: 0.0 for n in names}
+    rows = 0
+    for feeds in progress(work["batched"], desc=f"batch {params.batch_size}", leave=False):
+        rows += len(feeds["input_ids"])
+        for name in names:
+            start = time.perf_counter()
+            runners[name](feeds)
+            spent[name] += time.perf_counter() - start
+    return {n: {"p50_ms": round(float(np.percentile(lat[n], 50)) * 1e3, 3),
+                "p95_ms": round(float(np.percentile(lat[n], 95)) * 1e3, 3),
+                "throughput_per_s": round(rows / spent[n], 2)} for n in names}
+
+
+def ratios(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    t, f, q = results[TORCH], results[ORT_FP32], results[ORT_INT8]
+    return {
+        "int8_vs_torch_p50_speedup": round(t["p50_ms"] / q["p50_ms"], 3),
+        "ort_fp32_vs_torch_p50_speedup": round(t["p50_ms"] / f["p50_ms"], 3),
+        "int8_vs_ort_fp32_p50_speedup": round(f["p50_ms"] / q["p50_ms"], 3),
+        "int8_vs_torch_throughput_ratio": round(q["throughput_per_s"] / t["throughput_per_s"], 3),
+        "int8_vs_torch_size_ratio": round(t["size_mb"] / q["size_mb"], 3),
+    }
+
+
+def environment(params: BenchmarkParams) -> dict[str, Any]:
+    import onnxruntime
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cpu_cores_visible": len(os.sched_getaffinity(0)),
+            "threads": params.threads,
+            "load_average_1m": round(os.getloadavg()[0], 2),  # other work skews timings
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def plot(table: Any, params: BenchmarkParams) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.2 + 0.3 * len(table)))
+    y = range(len(table))
+    ax1.barh(y, table["p50_ms"], color="tab:blue", label="p50")
+    ax1.barh(y, table["p95_ms"] - table["p50_ms"], left=table["p50_ms"], color="tab:blue",
+             alpha=0.3, label="p95")
+    ax1.set(yticks=list(y), yticklabels=table["runtime"], xlabel="ms per text",
+            title=f"Latency at batch 1 ({params.threads} threads)")
+    ax1.invert_yaxis()
+    ax1.legend(loc="lower right")
+    ax2.barh(y, table["throughput_per_s"], color="tab:green")
+    ax2.set(yticks=list(y), yticklabels=[f"{s:.0f} MB" for s in table["size_mb"]],
+            xlabel="texts per second", title=f"Throughput at batch {params.batch_size} "
+            "(labels: size on disk)")
+    ax2.invert_yaxis()
+    fig.tight_layout()
+    with atomic_path(PLOT_PNG) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def main() -> None:
+    import pandas as pd
+
+    from stages.data import load_split
+
+    params = load_params("benchmark", BenchmarkParams)
+    for path in (ONNX_DIR / "model.onnx", ONNX_DIR / "model.int8.onnx"):
+        if not path.is_file():
+            raise StageError(f"model not found: {path}", fix="run `dvc repro quantize` first")
+    texts = load_split("test")["text"].astype(str).tolist()
+    if not texts:
+        raise StageError("the test split is empty", where="data/splits/test.parquet")
+    runners, sizes, onnx_model = build_runners(params)
+    work = workload(onnx_model, texts, params)
+    log.info("timing %s: %d texts at batch 1 (mean %.1f tokens), %d batches of %d; %d threads",
+             ", ".join(runners), params.batch1_texts, work["tokens_mean"], params.batches,
+             params.batch_size, params.threads)
+    env = environment(params)
+    results = measure(runners, work, params)
+    env["load_average_1m_after"] = round(os.getloadavg()[0], 2)
+    for name, r in results.items():
+        r["size_mb"] = round(sizes[name], 2)
+        log.info("%-26s p50 %8.2f ms  p95 %8.2f ms  %8.1f texts/s  %7.1f MB", name, r["p50_ms"],
+                 r["p95_ms"], r["throughput_per_s"], r["size_mb"])
+    rat = ratios(results)
+    report = {
+        "environment": env,
+        "workload": {k: v for k, v in work.items() if k not in ("single", "batched")}
+        | {"texts_batch1": params.batch1_texts, "batch_size": params.batch_size,
+           "batches": params.batches, "warmup": params.warmup,
+           "timed": "model call only; same token ids for every runtime"},
+        "runtimes": results,
+        "ratios": rat,
+        "targets": {"int8_vs_torch_p50_speedup": {"target": TARGET_SPEEDUP,
+                                                  "met": rat["int8_vs_torch_p50_speedup"]
+                                                  >= TARGET_SPEEDUP},
+                    "int8_vs_torch_size_ratio": {"target": TARGET_SIZE_RATIO,
+                                                 "met": rat["int8_vs_torch_size_ratio"]
+                                                 >= TARGET_SIZE_RATIO}},
+        "params": asdict(params),
+    }
+    table = pd.DataFrame([{"runtime": n, **r} for n, r in results.items()],
+                         columns=["runtime", "p50_ms", "p95_ms", "throughput_per_s", "size_mb"])
+    write_json(METRICS, report)
+    write_csv(PLOT_CSV, table)
+    plot(table, params)
+    log.info("int8 vs PyTorch: %.2fx faster (p50, batch 1), %.2fx smaller; wrote %s, %s, %s",
+             rat["int8_vs_torch_p50_speedup"], rat["int8_vs_torch_size_ratio"], METRICS,
+             PLOT_CSV, PLOT_PNG)
+
+
+if __name__ == "__main__":
+    run_cli(main)

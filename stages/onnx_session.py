@@ -1,0 +1,229 @@
+"""ONNX Runtime sessions and inference helpers: the one place that creates an InferenceSession.
+
+Shared by export (parity), quantize (accuracy gate), benchmark and the ``predict`` CLI. Imports
+only onnxruntime, tokenizers, numpy and pandas (all inside functions), never torch, transformers
+or sklearn: ``predict`` must run on a machine that has only the ONNX model and these packages.
+
+An exported model directory looks like::
+
+    models/onnx/model.onnx          fp32, as exported (parity-gated against PyTorch)
+    models/onnx/model.int8.onnx     optimized + dynamically quantized (accuracy-gated)
+    models/onnx/tokenizer/          tokenizer.json with truncation and padding settings baked in
+    models/onnx/labels.json         class names in logit order
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stages.common import StageError, get_logger, progress
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime as ort
+    from tokenizers import Encoding, Tokenizer
+
+log = get_logger(__name__)
+
+TOKENIZER_DIR = "tokenizer"
+TOKENIZER_FILE = "tokenizer.json"
+LABELS_FILE = "labels.json"
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def gpu_present() -> bool:
+    """Whether an NVIDIA GPU is visible, without importing torch.
+
+    onnxruntime-gpu lists the CUDA EP as *available* even on machines without a GPU, so the
+    provider list alone cannot decide; the driver's device nodes can.
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def pick_providers(device: str = "auto") -> list[str]:
+    """Execution providers for ``device`` (auto | cpu | cuda): CUDA EP first when usable."""
+    import onnxruntime as ort
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise StageError(f"unknown device {device!r}", fix="use auto, cpu or cuda")
+    cuda_ok = CUDA in ort.get_available_providers() and gpu_present()
+    if device == "cuda" and not cuda_ok:
+        raise StageError("device 'cuda' requested but the ONNX Runtime CUDA EP is not usable here",
+                         fix="install onnxruntime-gpu on a machine with an NVIDIA GPU, "
+                         "or use device auto/cpu")
+    if device == "cpu" or not cuda_ok:
+        return [CPU]
+    return [CUDA, CPU]
+
+
+def create_session(model_path: str | Path, threads: int | None = None,
+                   device: str = "auto") -> ort.InferenceSession:
+    """An InferenceSession on the best provider, threads pinned, providers logged and checked.
+
+    ``threads`` sets intra-op threads (inter-op is 1: these graphs are sequential); None lets
+    ONNX Runtime use every core.
+    """
+    import onnxruntime as ort
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise StageError(f"ONNX model not found: {model_path}",
+                         fix="run `dvc repro export` (fp32) or `dvc repro quantize` (int8)")
+    wanted = pick_providers(device)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: the provider fallback is logged below
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(model_path), options, providers=wanted)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise StageError(f"ONNX Runtime could not load the model: {exc}", where=str(model_path),
+                         fix="re-run `dvc repro export quantize`") from None
+    got = session.get_providers()
+    assert got and got[0] in wanted, f"session providers {got}, asked for {wanted}"
+    if got[0] != wanted[0]:
+        if device == "cuda":
+            raise StageError(f"CUDA EP requested but the session runs on {got}",
+                             where=str(model_path), fix="check the CUDA/cuDNN libraries")
+        log.warning("%s not usable, falling back to %s", wanted[0], got[0])
+    log.info("session %s on %s (intra-op threads: %s)", model_path.name, got[0],
+             threads or "all cores")
+    return session
+
+
+def provider(session: ort.InferenceSession) -> str:
+    return session.get_providers()[0]
+
+
+@dataclass
+class OnnxModel:
+    """An ONNX classifier with its tokenizer and class names, as found next to the model file."""
+
+    session: Any
+    tokenizer: Any
+    labels: list[str]
+    pad_id: int
+    pad_type_id: int
+    max_length: int | None
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+
+def artifact_paths(model_path: str | Path) -> tuple[Path, Path]:
+    """Tokenizer directory and labels file that belong to ``model_path`` (its siblings)."""
+    parent = Path(model_path).parent
+    return parent / TOKENIZER_DIR, parent / LABELS_FILE
+
+
+def load_tokenizer(tokenizer_dir: str | Path) -> tuple[Tokenizer, int, int, int | None]:
+    """The fast tokenizer with padding switched off (batches are padded to their own longest).
+
+    Returns (tokenizer, pad id, pad type id, truncation max length).
+    """
+    from tokenizers import Tokenizer
+
+    path = Path(tokenizer_dir) / TOKENIZER_FILE
+    if not path.is_file():
+        raise StageError(f"tokenizer not found: {path}",
+                         fix="keep the tokenizer/ folder written by `dvc repro export` next to "
+                         "the model file")
+    tokenizer = Tokenizer.from_file(str(path))
+    padding = tokenizer.padding or {}
+    truncation = tokenizer.truncation or {}
+    tokenizer.no_padding()
+    return (tokenizer, int(padding.get("pad_id", 0)), int(padding.get("pad_type_id", 0)),
+            truncation.get("max_length"))
+
+
+def load_labels(labels_path: str | Path) -> list[str]:
+    labels_path = Path(labels_path)
+    if not labels_path.is_file():
+        raise StageError(f"label map not found: {labels_path}",
+                         fix="keep labels.json written by `dvc repro export` next to the model")
+    labels = json.loads(labels_path.read_text(encoding="utf-8"))
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise StageError("labels.json must be a non-empty list of class names",
+                         where=str(labels_path))
+    return labels
+
+
+def load_onnx_model(model_path: str | Path, threads: int | None = None, device: str = "auto",
+                    artifacts_dir: str | Path | None = None) -> OnnxModel:
+    """Session + tokenizer + labels for an exported model file, checked against each other.
+
+    The tokenizer/ and labels.json are looked up next to the model, or in ``artifacts_dir``
+    (for a model file still in a staging folder).
+    """
+    tokenizer_dir, labels_path = artifact_paths(Path(artifacts_dir or Path(model_path).parent)
+                                                / "model.onnx")
+    session = create_session(model_path, threads=threads, device=device)
+    tokenizer, pad_id, pad_type_id, max_length = load_tokenizer(tokenizer_dir)
+    labels = load_labels(labels_path)
+    n_out = session.get_outputs()[0].shape[-1]
+    if isinstance(n_out, int) and n_out != len(labels):
+        raise StageError(f"model has {n_out} outputs but labels.json lists {len(labels)} classes",
+                         where=str(labels_path), fix="re-run `dvc repro export quantize`")
+    return OnnxModel(session, tokenizer, labels, pad_id, pad_type_id, max_length)
+
+
+def encode(model: OnnxModel, texts: Sequence[str]) -> list[Encoding]:
+    """Token encodings (truncated, unpadded). ``len(e.overflowing) > 0`` marks a truncated text."""
+    return model.tokenizer.encode_batch(list(texts))
+
+
+def pad(model: OnnxModel, encodings: Sequence[Encoding]) -> dict[str, np.ndarray]:
+    """int64 feeds for the graph's inputs, padded to this batch's longest sequence."""
+    import numpy as np
+
+    width = max(len(e.ids) for e in encodings)
+    fields = {"input_ids": ("ids", model.pad_id), "attention_mask": ("attention_mask", 0),
+              "token_type_ids": ("type_ids", model.pad_type_id)}
+    feeds = {}
+    for name in model.input_names:
+        if name not in fields:
+            raise StageError(f"model input '{name}' is not one the tokenizer produces",
+                             fix="export with input_ids/attention_mask[/token_type_ids]")
+        attr, fill = fields[name]
+        arr = np.full((len(encodings), width), fill, dtype=np.int64)
+        for row, e in enumerate(encodings):
+            values = getattr(e, attr)
+            arr[row, :len(values)] = values
+        feeds[name] = arr
+    return feeds
+
+
+def run_logits(model: OnnxModel, encodings: Sequence[Encoding], batch_size: int = 32,
+               sort_by_length: bool = True, show_progress: bool = False) -> np.ndarray:
+    """Logits for ``encodings`` in their order; batches grouped by length to keep padding small."""
+    import numpy as np
+    n = len(encodings)
+    order = (np.argsort([len(e.ids) for e in encodings], kind="stable") if sort_by_length
+             else np.arange(n))
+    out = np.empty((n, len(model.labels)), dtype=np.float32)
+    for start in progress(range(0, n, batch_size), desc="onnx", disable=not show_progress,
+                          leave=False):
+        idx = order[start:start + batch_size]
+        feeds = pad(model, [encodings[i] for i in idx])
+        out[idx] = model.session.run(None, feeds)[0]
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

@@ -1,0 +1,198 @@
+"""Optimize the fp32 ONNX model, quantize it to int8, and gate the int8 model's accuracy.
+
+Steps: onnxruntime's transformer optimizer fuses the BERT graph (Attention,
+EmbedLayerNormalization, SkipLayerNormalization, BiasGelu: the counts go to the metrics, since a
+missing fusion is the usual reason int8 is not faster), then ``quantize_dynamic`` stores the
+MatMul/Attention weights as int8 (activations are quantized on the fly, so no calibration data).
+The int8 model replaces models/onnx/model.int8.onnx only if, on the test split, its macro-F1 is
+within ``quantize.max_f1_drop`` points of the fp32 ONNX model and it agrees with fp32 on at least
+``quantize.min_agreement`` of the predictions. Writes metrics/quantize.json either way.
+
+With ``quantize.fp16: true`` it also writes models/onnx/model.fp16.onnx (optimized, float16
+weights, float32 inputs/outputs) for GPUs; it is gated the same way when a GPU is present.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from stages.common import StageError, get_logger, load_params, run_cli
+from stages.io import atomic_path, write_json
+
+log = get_logger(__name__)
+
+ONNX_DIR = Path("models/onnx")
+FP32_MODEL = ONNX_DIR / "model.onnx"
+INT8_MODEL = ONNX_DIR / "model.int8.onnx"
+FP16_MODEL = ONNX_DIR / "model.fp16.onnx"
+METRICS = Path("metrics/quantize.json")
+
+
+@dataclass
+class QuantizeParams:
+    optimizer_model_type: str = "bert"    # onnxruntime.transformers model type (bert covers
+    #                                       BERT, MiniLM, RoBERTa, DistilBERT-style encoders)
+    weight_type: Literal["qint8", "quint8"] = "qint8"
+    per_channel: bool = False
+    reduce_range: bool = False            # 7-bit weights: for CPUs without VNNI if accuracy drops
+    max_f1_drop: float = 1.0              # macro-F1 points (x100) int8 may lose vs fp32 ONNX
+    min_agreement: float = 0.98           # share of test predictions int8 and fp32 must share
+    batch_size: int = 32
+    threads: int | None = None            # intra-op threads for the gate's sessions; None: all
+    fp16: bool = False                    # also write model.fp16.onnx for GPU serving
+
+
+def graph_shape(model_path: Path, params: QuantizeParams) -> tuple[int, int]:
+    """num_heads and hidden_size, from the metadata export wrote into the ONNX file."""
+    import onnx
+
+    proto = onnx.load(str(model_path), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    try:
+        return int(meta["num_attention_heads"]), int(meta["hidden_size"])
+    except (KeyError, ValueError):
+        log.warning("no num_attention_heads/hidden_size metadata in %s: letting the optimizer "
+                    "detect them", model_path)
+        return 0, 0
+
+
+def optimize(model_path: Path, out: Path, params: QuantizeParams) -> tuple[Any, dict[str, int]]:
+    """Run the transformer optimizer; returns the optimized model and its fused operator counts."""
+    from onnxruntime.transformers import optimizer
+
+    num_heads, hidden_size = graph_shape(model_path, params)
+    opt = optimizer.optimize_model(str(model_path), model_type=params.optimizer_model_type,
+                                   num_heads=num_heads, hidden_size=hidden_size)
+    fused = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
+    opt.save_model_to_file(str(out))
+    if not fused.get("Attention") and not fused.get("MultiHeadAttention"):
+        log.warning("attention was not fused: int8 will gain little speed. Export with "
+                    "export.exporter: torchscript (eager attention) to get a fusable graph")
+    log.info("optimized (%s, heads %d, hidden %d): fused %s", params.optimizer_model_type,
+             num_heads, hidden_size, fused)
+    return opt, fused
+
+
+def quantize(optimized: Path, out: Path, params: QuantizeParams) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    weight_type = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}[params.weight_type]
+    # contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference; their
+    # outputs are float32, which is what DefaultTensorType says
+    quantize_dynamic(str(optimized), str(out), weight_type=weight_type,
+                     per_channel=params.per_channel, reduce_range=params.reduce_range,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    log.info("quantized (%s, per_channel=%s): %.1f MB", params.weight_type, params.per_channel,
+             out.stat().st_size / 1e6)
+
+
+def score(model_path: Path, texts: list[str], params: QuantizeParams, device: str = "cpu"):
+    """Logits of an ONNX model on ``texts`` (tokenizer and labels from models/onnx)."""
+    from stages.onnx_session import encode, load_onnx_model, run_logits
+
+    model = load_onnx_model(model_path, threads=params.threads, device=device,
+                            artifacts_dir=ONNX_DIR)
+    logits = run_logits(model, encode(model, texts), batch_size=params.batch_size, show_progress=True)
+    return logits, model.labels
+
+
+def accuracy_gate(ref_logits: Any, logits: Any, labels: list[str], y_true: list[str],
+                  params: QuantizeParams) -> dict[str, Any]:
+    """Macro-F1 of both models against the truth, their drop in points, and their agreement."""
+    from stages.metrics import macro_f1
+
+    ref_pred = [labels[i] for i in ref_logits.argmax(1)]
+    pred = [labels[i] for i in logits.argmax(1)]
+    f1_ref, f1 = macro_f1(y_true, ref_pred, labels), macro_f1(y_true, pred, labels)
+    agreement = float((ref_logits.argmax(1) == logits.argmax(1)).mean())
+    drop = (f1_ref - f1) * 100
+    return {"fp32_macro_f1": round(f1_ref, 6), "macro_f1": round(f1, 6),
+            "f1_drop_points": round(drop, 4), "max_f1_drop": params.max_f1_drop,
+            "agreement": round(agreement, 6), "min_agreement": params.min_agreement,
+            "passed": drop <= params.max_f1_drop and agreement >= params.min_agreement}
+
+
+def gate_error(name: str, result: dict[str, Any], where: str) -> StageError:
+    return StageError(
+        f"{name} accuracy gate failed: macro-F1 {result['macro_f1']:.4f} vs fp32 "
+        f"{result['fp32_macro_f1']:.4f} (drop {result['f1_drop_points']:.2f} points, allowed "
+        f"{result['max_f1_drop']}), agreement with fp32 {result['agreement']:.4f} (required "
+        f">= {result['min_agreement']})", where=where,
+        fix="try quantize.per_channel: true or quantize.reduce_range: true; loosen "
+        "quantize.max_f1_drop / min_agreement only if the loss is acceptable")
+
+
+def size_mb(path: Path) -> float:
+    return round(path.stat().st_size / 1e6, 3)
+
+
+def main() -> None:
+    from stages.data import load_split
+    from stages.onnx_session import gpu_present
+
+    params = load_params("quantize", QuantizeParams)
+    if not FP32_MODEL.is_file():
+        raise StageError(f"fp32 ONNX model not found: {FP32_MODEL}", fix="run `dvc repro export`")
+    test = load_split("test")
+    texts, y_true = test["text"].astype(str).tolist(), test["label"].astype(str).tolist()
+    if not texts:
+        raise StageError("the test split is empty", where="data/splits/test.parquet")
+
+    staging = Path(tempfile.mkdtemp(prefix=".quantize.", dir=ONNX_DIR))
+    try:
+        optimized = staging / "model.opt.onnx"
+        opt, fused = optimize(FP32_MODEL, optimized, params)
+        ref_logits, labels = score(FP32_MODEL, texts, params)
+        report: dict[str, Any] = {"fused_operators": fused, "test_rows": len(texts),
+                                  "size_mb": {"fp32": size_mb(FP32_MODEL),
+                                              "fp32_optimized": size_mb(optimized)},
+                                  "params": asdict(params)}
+        with atomic_path(INT8_MODEL) as tmp:
+            quantize(optimized, tmp, params)
+            logits, _ = score(tmp, texts, params)
+            result = accuracy_gate(ref_logits, logits, labels, y_true, params)
+            report["size_mb"]["int8"] = size_mb(tmp)
+            report["size_ratio_fp32_over_int8"] = round(size_mb(FP32_MODEL) / size_mb(tmp), 3)
+            report["int8"] = result
+            report["passed"] = result["passed"]
+            log.info("int8 gate: macro-F1 %.4f vs fp32 %.4f (drop %.2f pt), agreement %.4f: %s",
+                     result["macro_f1"], result["fp32_macro_f1"], result["f1_drop_points"],
+                     result["agreement"], "passed" if result["passed"] else "FAILED")
+            if params.fp16:
+                report["fp16"] = write_fp16(opt, texts, y_true, ref_logits, labels, params,
+                                            gpu_present())
+                report["size_mb"]["fp16"] = size_mb(FP16_MODEL)
+            write_json(METRICS, report)
+            if not result["passed"]:
+                raise gate_error("int8", result, str(INT8_MODEL))
+        log.info("wrote %s (%.1f MB, %.2fx smaller than fp32)", INT8_MODEL,
+                 report["size_mb"]["int8"], report["size_ratio_fp32_over_int8"])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_fp16(opt: Any, texts: list[str], y_true: list[str], ref_logits: Any, labels: list[str],
+               params: QuantizeParams, on_gpu: bool) -> dict[str, Any]:
+    """The float16 variant for GPU serving; gated like int8 when a GPU can run it here."""
+    opt.convert_float_to_float16(keep_io_types=True)
+    with atomic_path(FP16_MODEL) as tmp:
+        opt.save_model_to_file(str(tmp))
+        if not on_gpu:
+            log.warning("fp16 model written but not gated: no GPU here (CPU lacks fp16 kernels)")
+            return {"gated": False, "reason": "no GPU on the machine that ran quantize"}
+        logits, _ = score(tmp, texts, params, device="cuda")
+        result = accuracy_gate(ref_logits, logits, labels, y_true, params)
+        if not result["passed"]:
+            raise gate_error("fp16", result, str(FP16_MODEL))
+    log.info("fp16 gate passed: macro-F1 %.4f, agreement %.4f", result["macro_f1"],
+             result["agreement"])
+    return {"gated": True, **result}
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,285 @@
+"""flows.report against a real git + DVC repository, and the CI workflow that posts it.
+
+The repository is built by hand (no training): three commits with metrics, plot CSVs, params and
+DVC-tracked texts/labels/predictions, so the report runs DVC's real metrics/params diff and reads
+DVC outputs at old revisions through dvc.api, as it does in a clone.
+
+    c0 "data only"  texts + labels, no metrics yet
+    c1 "base"       + metrics, plots, predictions; gate passed
+    c2 "head"       train.learning_rate and train.epochs changed, three ids relabelled, new
+                    metrics and predictions; gate failed (min_macro_f1)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.common import StageError
+from stages.metrics import classification_metrics
+from tests.conftest import REPO_ROOT, dvc, make_rows, set_params
+
+WORKFLOW = REPO_ROOT / ".github/workflows/pr-report.yml"
+RELABELLED = ["t00002", "t00015", "t00040"]
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def write_side(repo: Path, labels, wrong: int, gate_passed: bool, lr: float) -> None:
+    """Metrics, plot CSVs and predictions of one pipeline run whose candidate gets ``wrong``
+    test rows wrong (deterministically), as evaluate/gate/train would write them."""
+    import pandas as pd
+
+    test = labels.iloc[::3].reset_index(drop=True)           # 24 test rows, 4 per class
+    classes = sorted(labels["label"].unique())
+    pred = test["label"].tolist()
+    for k in range(wrong):                                   # shift the first `wrong` rows
+        pred[k] = classes[(classes.index(pred[k]) + 1) % len(classes)]
+    pred_df = pd.DataFrame({"id": test["id"], "label": test["label"], "candidate_pred": pred})
+    (repo / "data/predictions").mkdir(parents=True, exist_ok=True)
+    pred_df.to_parquet(repo / "data/predictions/test.parquet", index=False)
+    cand = classification_metrics(test["label"], pred, classes)
+    ev = {"test_rows": len(test), "labels": classes, "candidate": cand, "champion": None,
+          "baselines": {"tfidf_logreg": {"macro_f1": 0.5, "accuracy": 0.5}}}
+    checks = [{"name": "min_macro_f1", "value": cand["macro_f1"], "threshold": 0.8,
+               "delta_vs_champion": None, "ci95": None, "passed": cand["macro_f1"] >= 0.8,
+               "blocking": True, "detail": ""}]
+    assert checks[0]["passed"] == gate_passed
+    gate = {"passed": gate_passed, "policy": "first_run_absolute_only", "champion": False,
+            "failed": [] if gate_passed else ["min_macro_f1"], "warnings": [], "checks": checks,
+            "skipped": []}
+    train = {"best_val_macro_f1": 0.9 - wrong / 100, "epochs": 4, "learning_rate": lr}
+    for name, obj in (("eval", ev), ("gate", gate), ("train", train)):
+        (repo / "metrics").mkdir(exist_ok=True)
+        (repo / f"metrics/{name}.json").write_text(json.dumps(obj, indent=2))
+    (repo / "plots").mkdir(exist_ok=True)
+    pred_df.rename(columns={"label": "actual", "candidate_pred": "predicted"})[
+        ["actual", "predicted"]].to_csv(repo / "plots/confusion.csv", index=False)
+    pd.DataFrame([{"label": c, "f1": v["f1"]} for c, v in cand["per_class"].items()]).to_csv(
+        repo / "plots/per_class_f1.csv", index=False)
+    pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5 + wrong / 100],
+                  "val_macro_f1": [0.5, 0.9 - wrong / 100]}).to_csv(
+        repo / "plots/train_epochs.csv", index=False)
+    (repo / "reports").mkdir(exist_ok=True)
+    (repo / "reports/gate.md").write_text(f"# Gate: {'PASSED' if gate_passed else 'FAILED'}\n")
+
+
+@pytest.fixture(scope="module")
+def review_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    import pandas as pd
+
+    repo = tmp_path_factory.mktemp("review") / "repo"
+    repo.mkdir()
+    (repo / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    git(repo, "init", "-q", "-b", "main")
+    dvc(repo, "init", "-q")
+    texts, labels = make_rows(12)                            # 72 rows, 6 classes
+    texts, labels = pd.DataFrame(texts), pd.DataFrame(labels)
+    for d in ("data/raw", "data/labels"):
+        (repo / d).mkdir(parents=True)
+    texts.to_parquet(repo / "data/raw/texts.parquet", index=False)
+    labels.to_parquet(repo / "data/labels/labels.parquet", index=False)
+    dvc(repo, "add", "-q", "data/raw/texts.parquet", "data/labels/labels.parquet")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data only")
+    c0 = git(repo, "rev-parse", "HEAD")
+
+    write_side(repo, labels, wrong=2, gate_passed=True, lr=1e-4)
+    dvc(repo, "add", "-q", "data/predictions/test.parquet")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base: first retrain")
+    c1 = git(repo, "rev-parse", "HEAD")
+
+    set_params(repo, {"train": {"learning_rate": 3e-5, "epochs": 6}})
+    new = labels.copy()
+    idx = new["id"].isin(RELABELLED)
+    new.loc[idx, "label"] = new.loc[idx, "label"].map(lambda v: "refund_request"
+                                                      if v != "refund_request" else "login_problem")
+    new.to_parquet(repo / "data/labels/labels.parquet", index=False)
+    write_side(repo, new, wrong=9, gate_passed=False, lr=3e-5)
+    dvc(repo, "add", "-q", "data/labels/labels.parquet", "data/predictions/test.parquet")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "head: relabel three tickets, lower the learning rate")
+    c2 = git(repo, "rev-parse", "HEAD")
+    return {"repo": repo, "c0": c0, "c1": c1, "c2": c2, "base_labels": labels, "head_labels": new}
+
+
+def run_report(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
+           "DVC_SITE_CACHE_DIR": str(repo.parent / "dvc-site-cache")}
+    return subprocess.run([sys.executable, "-m", "flows.report", *args], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def show(repo: Path, rev: str, path: str) -> bytes:
+    return subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, check=True,
+                          capture_output=True).stdout
+
+
+def section(md: str, title: str) -> str:
+    """The text of one '## title' section."""
+    return md.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_report_base_to_workspace(review_repo: dict) -> None:
+    repo, c1, c2 = review_repo["repo"], review_repo["c1"], review_repo["c2"]
+    proc = run_report(repo, "--base", c1, "--out", "reports/pr.md")
+    assert proc.returncode == 0, proc.stderr
+    md = (repo / "reports/pr.md").read_text()
+
+    # metric deltas: DVC's diff of the two committed eval.json files, plus relative change
+    old = json.loads(show(repo, c1, "metrics/eval.json"))["candidate"]["macro_f1"]
+    new = json.loads(show(repo, c2, "metrics/eval.json"))["candidate"]["macro_f1"]
+    row = next(line for line in md.splitlines() if "`candidate.macro_f1`" in line)
+    assert f"{old:.4f}" in row and f"{new:.4f}" in row
+    assert f"{new - old:+.4f}" in row and f"{(new - old) / old:+.1%}" in row
+    assert re.search(r"\[[-+]\d\.\d{4}, [-+]\d\.\d{4}\]", row), "bootstrap CI of the delta"
+    assert "24 test rows present in both sides" in md
+
+    # params: only the changed ones
+    params = section(md, "Params (changed only)")
+    assert "`train.learning_rate`" in params and "3e-05" in params
+    assert "`train.epochs`" in params
+    assert "batch_size" not in params and "split." not in params
+
+    # gate verdict and the failing check, base vs head
+    gate = section(md, "Gate")
+    assert "- head: **FAILED**" in gate and "- base: **PASSED**" in gate
+    assert "`min_macro_f1`" in section(md, "Gate").split("### Failing checks", 1)[1]
+    assert "`min_macro_f1` pass → fail" in gate
+
+    # labels: exactly the three relabelled ids, with their old and new labels
+    data = section(md, "Data and labels")
+    assert "relabelled (same id, new label): **3**" in data
+    assert "Rows added: **0**, removed: **0**" in data
+    base_lab = review_repo["base_labels"].set_index("id")["label"]
+    head_lab = review_repo["head_labels"].set_index("id")["label"]
+    table = data.split("### Relabelled ids (3)", 1)[1].split("###", 1)[0]
+    listed = re.findall(r"^\| `(t\d+)` \|", table, flags=re.M)
+    assert listed == RELABELLED
+    for i in RELABELLED:
+        line = next(x for x in table.splitlines() if f"`{i}`" in x)
+        assert f"| {base_lab[i]} | {head_lab[i]} |" in line
+    assert "| refund_request | 12 | 15 | +3 |" in data  # class distribution before/after
+
+    # plots: two different confusion images, each rendered from its own revision's CSV
+    base_png = repo / "reports/pr-plots/confusion-base.png"
+    head_png = repo / "reports/pr-plots/confusion-head.png"
+    assert base_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert base_png.read_bytes() != head_png.read_bytes()
+    plots = section(md, "Plots (base | head)")
+    old_sha = hashlib.sha256(show(repo, c1, "plots/confusion.csv")).hexdigest()[:12]
+    new_sha = hashlib.sha256((repo / "plots/confusion.csv").read_bytes()).hexdigest()[:12]
+    assert old_sha != new_sha
+    captions = next(x for x in plots.splitlines() if "`plots/confusion.csv` @" in x)
+    assert captions.index(f"@ {c1[:8]}, sha256 {old_sha}") < captions.index(
+        f"@ workspace, sha256 {new_sha}")
+    assert "](pr-plots/confusion-base.png)" in plots
+    assert "](pr-plots/confusion-head.png)" in plots
+
+    # reproduce: the exact revisions
+    repro = section(md, "Reproduce")
+    assert f"git checkout {c1}" in repro and f"dvc metrics diff {c1}" in repro
+
+
+def test_report_base_without_metrics_is_new(review_repo: dict) -> None:
+    repo, c0, c2 = review_repo["repo"], review_repo["c0"], review_repo["c2"]
+    proc = run_report(repo, "--base", c0, "--head", c2, "--out", "out/first.md")
+    assert proc.returncode == 0, proc.stderr
+    md = (repo / "out/first.md").read_text()
+    assert "`metrics/eval.json` | new | yes |" in md
+    row = next(line for line in md.splitlines() if "`candidate.macro_f1`" in line)
+    assert "| — |" in row and "| new |" in row
+    assert "- base: no verdict" in md and "- head: **FAILED**" in md
+    # data at both old commits read through dvc.api (the workspace is not involved)
+    assert "data/labels/labels.parquet` (dvc," in md
+    assert "relabelled (same id, new label): **3**" in md
+    assert "not on this side" in section(md, "Plots (base | head)")
+    assert (repo / "out/first-plots/confusion-head.png").is_file()
+    assert not (repo / "out/first-plots/confusion-base.png").exists()
+
+
+def test_unknown_revision_is_a_clear_error(review_repo: dict) -> None:
+    repo = review_repo["repo"]
+    proc = run_report(repo, "--base", "no-such-branch", "--out", "reports/x.md")
+    assert proc.returncode == 1
+    assert "ERROR [flows.report]: unknown git revision 'no-such-branch' (--base)" in proc.stderr
+    assert "fetch-depth: 0" in proc.stderr
+    assert not (repo / "reports/x.md").exists()
+
+    from flows.report import build_report
+
+    with pytest.raises(StageError, match="unknown git revision 'HEAD~9'"):
+        build_report(review_repo["c1"], "HEAD~9", repo / "reports/y.md", root=repo)
+
+
+# ------------------------------------------------------------------------------------ workflow
+
+def make_has_target(target: str) -> bool:
+    proc = subprocess.run(["make", "-n", "-C", str(REPO_ROOT), target], capture_output=True,
+                          text=True)
+    return proc.returncode == 0 and "No rule to make target" not in proc.stderr
+
+
+def dvc_outputs() -> set[str]:
+    """Every path dvc.yaml declares as a stage output, metric or plot."""
+    outs: set[str] = set()
+    for stage in yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"].values():
+        for key in ("outs", "metrics", "plots"):
+            for item in stage.get(key, []):
+                outs.update(item if isinstance(item, dict) else [item])
+    return outs
+
+
+def test_workflow_parses_and_uses_only_what_exists() -> None:
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    triggers = wf.get("on", wf.get(True))                    # YAML 1.1 reads `on:` as True
+    assert "pull_request" in triggers
+    steps = [s for job in wf["jobs"].values() for s in job["steps"]]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0
+    assert any(s.get("uses", "").startswith("actions/upload-artifact@") for s in steps)
+
+    text = "\n".join(s["run"] for s in steps if "run" in s)
+    produced = dvc_outputs() | {"reports/pr.md", "reports/pr-plots", "reports/gate.md"}
+    seen_modules, seen_targets = set(), set()
+    for line in text.splitlines():
+        words = shlex.split(line.split(" #", 1)[0], posix=True) if line.strip() else []
+        for i, word in enumerate(words):
+            if word == "-m" and i and words[i - 1].endswith("python"):
+                mod = words[i + 1]
+                seen_modules.add(mod)
+                if mod in ("pip",):
+                    continue
+                path = REPO_ROOT / mod.replace(".", "/")
+                assert path.with_suffix(".py").is_file() or (path / "__init__.py").is_file(), mod
+            if word == "make":
+                target = next(w for w in words[i + 1:] if "=" not in w and not w.startswith("-"))
+                seen_targets.add(target)
+                assert make_has_target(target), f"Makefile has no target {target!r}"
+            if word not in seen_targets and re.fullmatch(
+                    r"[\w.-]+/[\w./-]+\.\w+|[\w.-]+\.(txt|yaml|lock)", word):
+                assert (REPO_ROOT / word).exists() or word in produced, word
+    assert "flows.report" in seen_modules and seen_targets
+    assert "--base" in text and "dvc pull" in text and "dvc status" in text
+    assert "metrics/gate.json" in text                       # the gate decides the check
+
+    # secrets come in through the environment and every one is documented
+    secrets = set(re.findall(r"secrets\.(\w+)", WORKFLOW.read_text()))
+    assert secrets, "the DVC remote credentials come from secrets"
+    docs = (REPO_ROOT / "docs/reviewing.md").read_text()
+    assert all(s in docs for s in secrets - {"GITHUB_TOKEN"})
+    assert "secrets." not in text                            # never interpolated into commands
