@@ -123,6 +123,11 @@ def pipeline_repo(tmp_path: Path, tiny_model_dir: Path) -> Path:
 
     Real git, real DVC: tests run `dvc repro` in it as a user would in a clone.
     """
+    return make_pipeline_repo(tmp_path, tiny_model_dir)
+
+
+def make_pipeline_repo(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    """The body of the `pipeline_repo` fixture, for fixtures of a wider scope."""
     repo = tmp_path / "repo"
     for rel in git_files():
         if rel.startswith(("data/sample/", "docs/", "benchmarks/")):

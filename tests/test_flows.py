@@ -1,0 +1,235 @@
+"""The `retrain` flow on a real git + DVC checkout of the project (tiny model), one Prefect test
+server for the whole session (its start-up costs ~13 s; PREFECT_HOME in a temp dir).
+
+The pipeline tests share one checkout (module scope) so DVC's cache carries over: each test sets
+every param it depends on, so any order passes, but in file order most stages are cache hits.
+Runs stop at the gate (``until="gate"``): export/quantize/benchmark have tests of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import set_params
+
+PASSING_GATE = {"min_macro_f1": 0.0, "min_accuracy": 0.0, "min_class_recall": 0.0,
+                "tfidf_margin": None, "max_regression_macro_f1": None,
+                "max_regression_slice": None}
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "retrain-test", "GIT_AUTHOR_EMAIL": "retrain@example.com",
+                "GIT_COMMITTER_NAME": "retrain-test", "GIT_COMMITTER_EMAIL": "retrain@example.com"}
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One ephemeral Prefect server (SQLite in a temp dir) for every flow test of the session."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                           "DO_NOT_TRACK": "1", **GIT_IDENTITY}.items():
+            mp.setenv(key, value)
+        mp.delenv("PREFECT_API_URL", raising=False)
+        from prefect.settings import PREFECT_HOME, temporary_settings
+        from prefect.testing.utilities import prefect_test_harness
+
+        with temporary_settings({PREFECT_HOME: home}), prefect_test_harness(
+                server_startup_timeout=180):
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                yield client
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """One pipeline checkout shared by the module's pipeline tests (see the module docstring)."""
+    from tests.conftest import make_pipeline_repo
+
+    return make_pipeline_repo(tmp_path_factory.mktemp("flow"), tiny_model_dir)
+
+
+def run_flow(**kwargs: Any) -> Any:
+    from flows.retrain import retrain
+
+    return retrain(**kwargs, return_state=True)
+
+
+def artifacts(client: Any, state: Any) -> dict[str, Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    return {a.key: a for a in client.read_artifacts(flow_run_filter=runs)}
+
+
+def task_runs(client: Any, state: Any) -> dict[str, Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    return {t.name: t for t in client.read_task_runs(flow_run_filter=runs)}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+
+def test_dag_order_follows_dvc_and_until_keeps_only_ancestors(repo: Path) -> None:
+    from flows.retrain import dag_order
+
+    order = dag_order(repo)
+    stages = list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+    assert sorted(order) == sorted(stages)
+    for before, after in (("ingest", "validate"), ("validate", "split"), ("split", "train"),
+                          ("validate_splits", "train"), ("train", "evaluate"),
+                          ("evaluate", "gate")):
+        assert order.index(before) < order.index(after)
+    assert dag_order(repo, until="split") == ["ingest", "validate", "split"]
+
+
+def test_overrides_keep_comments_and_reject_unknown_keys(tmp_path: Path) -> None:
+    from flows.retrain import apply_overrides, parse_overrides
+    from stages.common import StageError
+
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  # the learning rate\n  epochs: 4  # passes\n  seed: 1\n")
+    changed = apply_overrides(params, parse_overrides(["train.epochs=2"]) | {"train.seed": "7"})
+    assert changed == ["train.epochs=2", "train.seed=7"]
+    text = params.read_text()
+    assert "# the learning rate" in text and "# passes" in text
+    assert yaml.safe_load(text) == {"train": {"epochs": 2, "seed": 7}}
+    with pytest.raises(StageError, match="unknown parameter 'train.epoch'"):
+        apply_overrides(params, {"train.epoch": 3})
+
+
+def test_retries_of_deterministic_checks_are_refused(tmp_path: Path) -> None:
+    from flows.retrain import load_flow_params
+    from stages.common import StageError
+
+    (tmp_path / "params.yaml").write_text("flow:\n  retries: {ingest: 2, gate: 1}\n")
+    with pytest.raises(StageError, match="must not retry"):
+        load_flow_params(tmp_path)
+
+
+# --- the flow on the pipeline ------------------------------------------------------------------
+
+
+def test_validation_failure_fails_the_run_with_the_summary(prefect_api: Any, repo: Path) -> None:
+    set_params(repo, {"validate": {"min_rows": 100000}, "flow": {"retries": {"ingest": 1}}})
+    state = run_flow(repo_dir=str(repo), promote=True)
+    assert state.is_failed()
+    assert "data validation failed (validate)" in state.message
+    art = artifacts(prefect_api, state)["retrain-validation"]
+    summary = (repo / "reports/validation/raw/summary.md").read_text()
+    assert summary.strip().splitlines()[0] in art.data
+    runs = task_runs(prefect_api, state)
+    assert runs["dvc repro validate"].run_count == 1  # deterministic: never retried
+    assert "dvc repro split" not in runs
+    assert git(repo, "branch", "--list", "retrain/*") == ""
+
+
+def test_gate_failure_fails_the_run_with_the_gate_report(prefect_api: Any, repo: Path) -> None:
+    set_params(repo, {"validate": {"min_rows": 50},
+                      "gate": {**PASSING_GATE, "min_macro_f1": 0.999}})
+    state = run_flow(repo_dir=str(repo), promote=True, until="gate")
+    assert state.is_failed()
+    assert "the gate failed (min_macro_f1)" in state.message
+    art = artifacts(prefect_api, state)["retrain-gate"]
+    assert (repo / "reports/gate.md").read_text().strip().splitlines()[0] in art.data
+    assert json.loads((repo / "metrics/gate.json").read_text())["passed"] is False
+    assert task_runs(prefect_api, state)["dvc repro gate"].run_count == 1
+    assert git(repo, "branch", "--list", "retrain/*") == ""  # nothing promoted
+
+
+def test_success_promotes_on_a_run_branch_with_artifacts(prefect_api: Any, repo: Path) -> None:
+    set_params(repo, {"validate": {"min_rows": 50}, "gate": {**PASSING_GATE,
+                                                             "min_macro_f1": 0.999}})
+    start = git(repo, "rev-parse", "HEAD")
+    # the override (written to params.yaml on the run branch) is what lets the gate pass
+    state = run_flow(repo_dir=str(repo), promote=True, until="gate",
+                     overrides={"gate.min_macro_f1": 0.0})
+    assert state.is_completed(), state.message
+    result = state.result()
+    branch = result["branch"]
+    assert branch.startswith(f"retrain/{datetime.now(UTC):%Y-%m-%d}-")
+    assert git(repo, "branch", "--show-current") == branch
+    assert git(repo, "rev-parse", "main") == start  # main is never committed to
+    changed = set(git(repo, "diff", "--name-only", f"main..{branch}").splitlines())
+    assert {"dvc.lock", "params.yaml", "metrics/eval.json", "metrics/gate.json",
+            "models/champion.dvc", "models/champion.json"} <= changed
+    pointer = json.loads(git(repo, "show", f"{branch}:models/champion.json"))["champion"]
+    assert pointer["path"] == "models/champion" and pointer["forced"] is False
+    assert yaml.safe_load(git(repo, "show", f"{branch}:params.yaml"))["gate"]["min_macro_f1"] == 0
+    arts = artifacts(prefect_api, state)
+    assert {"retrain-metrics", "retrain-vs-champion", "retrain-stages",
+            "retrain-promotion"} <= set(arts)
+    table = json.loads(arts["retrain-metrics"].data)
+    eval_json = json.loads((repo / "metrics/eval.json").read_text())
+    assert {r["metric"]: r["candidate"] for r in table}["macro_f1"] == \
+        eval_json["candidate"]["macro_f1"]
+    assert "No champion yet" in arts["retrain-vs-champion"].data
+    assert {s["stage"]: s["status"] for s in result["stages"]}["gate"] == "ran"
+    limit = prefect_api.read_global_concurrency_limit_by_name("retrainer-retrain")
+    assert limit.limit == 1
+
+
+# --- transient failures and the DVC lock ---------------------------------------------------------
+
+
+def test_a_flaky_step_is_retried(prefect_api: Any, pipeline_repo: Path) -> None:
+    """The ingest command fails once (a source that is briefly unreachable), then succeeds."""
+    marker = pipeline_repo.parent / "failed-once"
+    script = pipeline_repo.parent / "flaky.py"
+    script.write_text("import pathlib, sys\n"
+                      f"m = pathlib.Path({str(marker)!r})\n"
+                      "if not m.exists():\n"
+                      "    m.touch(); print('ERROR: source unreachable'); sys.exit(1)\n")
+    dvc_yaml = yaml.safe_load((pipeline_repo / "dvc.yaml").read_text())
+    dvc_yaml["stages"]["ingest"]["cmd"] = f"python {script} && python -m stages.ingest"
+    (pipeline_repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    set_params(pipeline_repo, {"flow": {"retries": {"ingest": 2}, "retry_delay_s": [0]}})
+    state = run_flow(repo_dir=str(pipeline_repo), until="ingest")
+    assert state.is_completed(), state.message
+    assert marker.exists()
+    assert task_runs(prefect_api, state)["dvc repro ingest"].run_count == 2
+    assert (pipeline_repo / "data/raw/texts.parquet").is_file()
+
+
+def test_a_held_dvc_lock_fails_with_a_clear_message(prefect_api: Any, pipeline_repo: Path) -> None:
+    import zc.lockfile
+
+    (pipeline_repo / ".dvc/tmp").mkdir(parents=True, exist_ok=True)
+    lock = zc.lockfile.LockFile(str(pipeline_repo / ".dvc/tmp/lock"))
+    try:
+        set_params(pipeline_repo, {"flow": {"retries": {"ingest": 0}}})
+        state = run_flow(repo_dir=str(pipeline_repo), until="ingest")
+    finally:
+        lock.close()
+    assert state.is_failed()
+    assert "repository lock is held by another process" in state.message
+    assert "retrain-failure" in artifacts(prefect_api, state)
+
+
+def test_cli_runs_the_flow_and_reports_the_state(prefect_api: Any, pipeline_repo: Path) -> None:
+    """`python -m flows.retrain` exits 1 with the failure message (against the test server)."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PYTHONPATH": str(pipeline_repo),
+           "PREFECT_API_URL": PREFECT_API_URL.value()}
+    proc = subprocess.run([sys.executable, "-m", "flows.retrain", "--until", "ingest",
+                           "-S", "ingest.source.texts=missing.csv", "-S", "flow.retries.ingest=0"],
+                          cwd=pipeline_repo, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "retrain: Failed: ingest failed (exit" in proc.stdout
+    assert "missing.csv" in proc.stdout
