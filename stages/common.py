@@ -139,6 +139,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # PyYAML (YAML 1.1) reads 2e-5 as a string; `dvc exp run -S lr=2e-5` writes exactly that
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) and hint is not bool or not isinstance(value, hint):
         raise StageError(f"expected {hint.__name__}, got {value!r}", where=where)
     return value

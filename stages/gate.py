@@ -92,7 +92,7 @@ def load_gate_params() -> GateParams:
         raise StageError("no gate thresholds configured: the 'gate:' section is missing or empty",
                          where="params.yaml",
                          fix="add a 'gate:' section with at least one floor "
-                             "(min_macro_f1, min_accuracy, min_class_recall); see docs/gates.md")
+                             "(min_macro_f1, min_accuracy, min_class_recall); see the README section 'Gates'")
     return load_params("gate", GateParams)
 
 

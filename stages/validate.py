@@ -2,7 +2,7 @@
 
 ``python -m stages.validate`` checks data/raw/texts.parquet and data/labels/labels.parquet against
 the suites built from params.yaml's ``validate`` section (see stages/expectations.py and
-docs/validation.md), compares the data with the last accepted data profile (drift), writes the GX
+README "Data validation"), compares the data with the last accepted data profile (drift), writes the GX
 results JSON, a Data Docs site and a short summary under reports/validation/raw/, and writes
 metrics/data.json only when no blocking check failed, so that `dvc repro` stops before split.
 ``python -m stages.validate --splits`` checks the splits for leakage and class coverage.

@@ -7,6 +7,7 @@ a no-op re-run, an experiment that changes one evaluate param, and a labels-only
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +51,17 @@ def test_repro_runs_everything_then_nothing_then_only_what_changed(pipeline_repo
     assert "Data and pipelines are up to date." in again.stdout
     assert "Running stage" not in again.stdout
     assert "Data and pipelines are up to date." in dvc(repo, "status").stdout
+
+    # a clone that fetches the outputs from the cache (as `dvc pull` would) is up to date too:
+    # no output is left that only the original workspace has
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first run"], cwd=repo, check=True)
+    clone = repo.parent / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    dvc(clone, "cache", "dir", str(repo / ".dvc/cache"))
+    dvc(clone, "checkout")
+    assert "Data and pipelines are up to date." in dvc(clone, "status").stdout
 
     # an experiment on an evaluate param re-runs evaluate, never the stages before it
     exp = dvc(repo, "exp", "run", "-S", "evaluate.tfidf_max_features=500")

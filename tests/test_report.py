@@ -280,6 +280,6 @@ def test_workflow_parses_and_uses_only_what_exists() -> None:
     # secrets come in through the environment and every one is documented
     secrets = set(re.findall(r"secrets\.(\w+)", WORKFLOW.read_text()))
     assert secrets, "the DVC remote credentials come from secrets"
-    docs = (REPO_ROOT / "docs/reviewing.md").read_text()
+    docs = (REPO_ROOT / "README.md").read_text()
     assert all(s in docs for s in secrets - {"GITHUB_TOKEN"})
     assert "secrets." not in text                            # never interpolated into commands
