@@ -16,7 +16,7 @@ from stages.common import StageError, get_logger, load_params, run_cli
 from stages.data import load_split
 from stages.io import atomic_path, read_json, write_csv, write_json, write_parquet
 from stages.metrics import classification_metrics
-from stages.model import class_names, load_classifier, predict_logits, softmax
+from stages.model import MANIFEST_FILE, class_names, load_classifier, predict_logits, softmax
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,9 +64,19 @@ def length_bucket(texts: pd.Series, edges: list[int]) -> pd.Series:
                   labels=["short", "medium", "long"]).astype(str)
 
 
-def model_predictions(path: Path, texts: list[str], params: EvaluateParams,
-                      max_length: int) -> tuple[list[str], np.ndarray]:
+def trained_max_length(path: Path) -> int:
+    """The max_length a checkpoint was trained with (its manifest), so each model is scored as
+    it was trained: a champion trained on 128 tokens is not truncated to a candidate's 16."""
+    manifest = path / MANIFEST_FILE
+    if not manifest.is_file():
+        raise StageError(f"{manifest} missing", where=str(path),
+                         fix="a checkpoint written by the train stage has one; re-run `dvc repro train`")
+    return int(read_json(manifest)["params"]["max_length"])
+
+
+def model_predictions(path: Path, texts: list[str], params: EvaluateParams) -> tuple[list[str], np.ndarray]:
     """Predicted class names and class probabilities of the checkpoint at ``path``."""
+    max_length = trained_max_length(path)
     model, tokenizer = load_classifier(path)
     logits = predict_logits(model, tokenizer, texts, max_length, params.batch_size, show_progress=True)
     names = class_names(model)
@@ -128,12 +138,9 @@ def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) ->
 def evaluate(params: EvaluateParams) -> dict[str, Any]:
     from sklearn.metrics import confusion_matrix
 
-    from stages.train import TrainParams
-
-    train_params = load_params("train", TrainParams)
     train, test = load_split("train"), load_split("test")
     texts = test["text"].tolist()
-    candidate_pred, probs = model_predictions(CHECKPOINT_DIR, texts, params, train_params.max_length)
+    candidate_pred, probs = model_predictions(CHECKPOINT_DIR, texts, params)
     labels = read_json(CHECKPOINT_DIR / "labels.json")
     unknown = sorted(set(test["label"]) - set(labels))
     if unknown:
@@ -150,7 +157,7 @@ def evaluate(params: EvaluateParams) -> dict[str, Any]:
     champion = champion_dir()
     if champion is not None:
         log.info("scoring champion %s on the same %d test rows", champion, len(test))
-        pred["champion_pred"], _ = model_predictions(champion, texts, params, train_params.max_length)
+        pred["champion_pred"], _ = model_predictions(champion, texts, params)
     else:
         log.info("no champion yet: scoring the candidate and the baselines only")
     for name, values in baselines(train, test, params).items():

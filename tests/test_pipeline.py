@@ -52,6 +52,10 @@ def test_repro_runs_everything_then_nothing_then_only_what_changed(pipeline_repo
     assert "Running stage" not in again.stdout
     assert "Data and pipelines are up to date." in dvc(repo, "status").stdout
 
+    # re-validating the same splits writes new report timestamps but must not re-train
+    dvc(repo, "repro", "--force", "--single-item", "validate_splits")
+    assert "Data and pipelines are up to date." in dvc(repo, "status").stdout
+
     # a clone that fetches the outputs from the cache (as `dvc pull` would) is up to date too:
     # no output is left that only the original workspace has
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]

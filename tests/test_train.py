@@ -106,3 +106,20 @@ def test_evaluate_scores_candidate_and_baselines(split_dir: Path) -> None:
     assert (split_dir / "plots/confusion.png").read_bytes()[:4] == b"\x89PNG"
     confusion = pd.read_csv(split_dir / "plots/confusion.csv")
     assert len(confusion) == len(test)
+
+
+def test_champion_is_scored_with_its_own_max_length(split_dir: Path) -> None:
+    """A candidate trained on short inputs must not truncate the champion's inputs too."""
+    import shutil
+
+    assert run_stage("train", split_dir).returncode == 0  # max_length 32
+    assert run_stage("evaluate", split_dir).returncode == 0
+    as_candidate = json.loads((split_dir / "metrics/eval.json").read_text())["candidate"]
+    shutil.copytree(split_dir / "models/checkpoint", split_dir / "models/champion")
+    (split_dir / "models/champion.json").write_text(json.dumps({"champion": {"path": "models/champion"}}))
+
+    set_params(split_dir, {"train": {"max_length": 4}})
+    assert run_stage("train", split_dir).returncode == 0
+    assert run_stage("evaluate", split_dir).returncode == 0
+    metrics = json.loads((split_dir / "metrics/eval.json").read_text())
+    assert metrics["champion"] == as_candidate
