@@ -18,7 +18,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 BASE ?= main
 HEAD ?= workspace
 
-.PHONY: install run test test-all lint report lock help
+.PHONY: install run test lint report lock help
 
 help:
 	@echo "make run    - install (once) and run the whole pipeline: dvc repro"
@@ -43,9 +43,6 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
-
-test-all: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 report: $(BIN)/.installed
 	$(BIN)/python -m flows.report --base $(BASE) --head $(HEAD) --out reports/pr.md
