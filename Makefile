@@ -41,8 +41,11 @@ run: $(BIN)/.installed
 	$(BIN)/dvc repro
 	@$(BIN)/python -m stages.summary
 
+# test files run in parallel worker processes (pytest-xdist), one file per worker at a time
+PYTEST_WORKERS ?= 2
+
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 report: $(BIN)/.installed
 	$(BIN)/python -m flows.report --base $(BASE) --head $(HEAD) --out reports/pr.md
