@@ -16,7 +16,14 @@ from stages.common import StageError, get_logger, load_params, run_cli
 from stages.data import load_split
 from stages.io import atomic_path, read_json, write_csv, write_json, write_parquet
 from stages.metrics import classification_metrics
-from stages.model import MANIFEST_FILE, class_names, load_classifier, predict_logits, softmax
+from stages.model import (
+    MANIFEST_FILE,
+    class_names,
+    load_classifier,
+    predict_logits,
+    softmax,
+    trained_max_length,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,19 +71,19 @@ def length_bucket(texts: pd.Series, edges: list[int]) -> pd.Series:
                   labels=["short", "medium", "long"]).astype(str)
 
 
-def trained_max_length(path: Path) -> int:
-    """The max_length a checkpoint was trained with (its manifest), so each model is scored as
-    it was trained: a champion trained on 128 tokens is not truncated to a candidate's 16."""
-    manifest = path / MANIFEST_FILE
-    if not manifest.is_file():
-        raise StageError(f"{manifest} missing", where=str(path),
+def scoring_max_length(path: Path) -> int:
+    """Each model is scored as it was trained: a champion trained on 128 tokens is not truncated
+    to a candidate's 16."""
+    max_length = trained_max_length(path)
+    if max_length is None:
+        raise StageError(f"{path / MANIFEST_FILE} missing or without params.max_length", where=str(path),
                          fix="a checkpoint written by the train stage has one; re-run `dvc repro train`")
-    return int(read_json(manifest)["params"]["max_length"])
+    return max_length
 
 
 def model_predictions(path: Path, texts: list[str], params: EvaluateParams) -> tuple[list[str], np.ndarray]:
     """Predicted class names and class probabilities of the checkpoint at ``path``."""
-    max_length = trained_max_length(path)
+    max_length = scoring_max_length(path)
     model, tokenizer = load_classifier(path)
     logits = predict_logits(model, tokenizer, texts, max_length, params.batch_size, show_progress=True)
     names = class_names(model)

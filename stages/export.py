@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from stages.common import StageError, get_logger, load_params, progress, run_cli
-from stages.io import atomic_path, read_json, write_json
-from stages.model import LABELS_FILE, MANIFEST_FILE, class_names, load_classifier
+from stages.io import atomic_path, write_json
+from stages.model import LABELS_FILE, MANIFEST_FILE, class_names, load_classifier, trained_max_length
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,13 +58,11 @@ def checkpoint_max_length(checkpoint: Path, params: ExportParams) -> int:
     """The truncation length: explicit param, else what train used, else 128."""
     if params.max_length:
         return params.max_length
-    manifest = checkpoint / MANIFEST_FILE
-    if manifest.is_file():
-        value = read_json(manifest).get("params", {}).get("max_length")
-        if isinstance(value, int) and value > 0:
-            return value
-    log.warning("no max_length in %s; using %d", manifest, DEFAULT_MAX_LENGTH)
-    return DEFAULT_MAX_LENGTH
+    value = trained_max_length(checkpoint)
+    if value is None:
+        log.warning("no max_length in %s; using %d", checkpoint / MANIFEST_FILE, DEFAULT_MAX_LENGTH)
+        return DEFAULT_MAX_LENGTH
+    return value
 
 
 def input_names(tokenizer: Any) -> list[str]:

@@ -73,6 +73,17 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device).eval(), tokenizer
 
 
+def trained_max_length(checkpoint: str | Path) -> int | None:
+    """The max_length a checkpoint was trained with (its manifest.json), or None if unrecorded."""
+    import json
+
+    manifest = Path(checkpoint) / MANIFEST_FILE
+    if not manifest.is_file():
+        return None
+    value = json.loads(manifest.read_text(encoding="utf-8")).get("params", {}).get("max_length")
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def class_names(model: Any) -> list[str]:
     """Class names in logit order, from the model config's id2label."""
     id2label = model.config.id2label
