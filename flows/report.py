@@ -51,6 +51,7 @@ HEADLINE = {
 TEXTS = "data/raw/texts.parquet"
 LABELS = "data/labels/labels.parquet"
 PREDICTIONS = "data/predictions/test.parquet"
+TRAINING_DATA = "models/checkpoint/training_data.json"
 GATE_MD = "reports/gate.md"
 # name, git-tracked CSV (cache: false), title
 PLOTS = (("confusion", "plots/confusion.csv", "Confusion matrix (test split, candidate)"),
@@ -236,23 +237,39 @@ def prediction_ci(root: Path, base: Side, head: Side, labels: list[str] | None) 
     """Paired bootstrap CI of head − base candidate accuracy / macro-F1 on their shared test rows.
 
     Both sides' predictions are read at their own revision; rows are matched on ``id`` and scored
-    against the head's labels (a relabel counts as the truth now). None when either is missing.
+    against the head's labels (a relabel counts as the truth now). As in evaluate, a row either
+    side's model trained on (its checkpoint's training-data fingerprint) is left out: it would
+    flatter that side. None when either side's predictions are missing.
     """
     raw_b, _ = read_at(root, base, PREDICTIONS)
     raw_h, _ = read_at(root, head, PREDICTIONS)
     if not raw_b or not raw_h:
         return None
     from stages import stats
+    from stages.data import seen_fingerprints, text_fingerprint
 
     b = read_table_bytes(raw_b, PREDICTIONS)[["id", "candidate_pred"]]
-    h = read_table_bytes(raw_h, PREDICTIONS)[["id", "label", "candidate_pred"]]
+    h = read_table_bytes(raw_h, PREDICTIONS)[["id", "text", "label", "candidate_pred"]]
     rows = h.merge(b, on="id", suffixes=("_head", "_base"))
+    shared = len(rows)
+    keys = rows["text"].map(text_fingerprint)
+    excluded, unknown = {}, []
+    for side in (base, head):
+        seen = seen_fingerprints(read_json_at(root, side, TRAINING_DATA))
+        if seen is None:
+            unknown.append(side.role)
+            continue
+        hit = keys.isin(seen)
+        excluded[side.role] = int(hit.sum())
+        rows, keys = rows[~hit], keys[~hit]
     labels = labels or sorted(rows["label"].astype(str).unique())
     rows = rows[rows["label"].isin(labels)]
     if rows.empty:
         return None
-    return stats.paired_bootstrap(rows["label"], rows["candidate_pred_head"],
+    boot = stats.paired_bootstrap(rows["label"], rows["candidate_pred_head"],
                                   rows["candidate_pred_base"], labels, BOOTSTRAP_RESAMPLES, 42)
+    return {**boot, "shared_rows": shared, "excluded_trained_on": excluded,
+            "training_data_unknown": unknown}
 
 
 def metrics_section(mdiff: dict, base_metrics: dict[str, dict | None],
@@ -285,10 +302,18 @@ def metrics_section(mdiff: dict, base_metrics: dict[str, dict | None],
         lines += table(["metric", "base", "head", "Δ", "Δ %", "95% CI of Δ"], rows)
     notes = []
     if boot:
+        left_out = [f"{n} that the {role} model trained on" for role, n in
+                    boot["excluded_trained_on"].items() if n]
+        unknown = [f"the {role} model's training data is unknown (no `{TRAINING_DATA}`), so "
+                   "its rows could not be checked" for role in boot["training_data_unknown"]]
         notes.append(f"95% CI of Δ: paired bootstrap ({boot['n_resamples']} resamples, seed "
-                     f"{boot['seed']}) over the {boot['n']} test rows present in both sides' "
-                     f"`{PREDICTIONS}`, scored against the head's labels; on those rows Δ "
-                     f"macro-F1 = {boot['macro_f1']['diff']:+.4f}, Δ accuracy = "
+                     f"{boot['seed']}) over **{boot['n']} test rows**: of the "
+                     f"{boot['shared_rows']} rows in both sides' `{PREDICTIONS}`, "
+                     + (f"left out {' and '.join(left_out)}" if left_out
+                        else "none left out (neither model trained on any of them)")
+                     + (f"; {'; '.join(unknown)}" if unknown else "")
+                     + f". Scored against the head's labels; on those rows Δ macro-F1 = "
+                     f"{boot['macro_f1']['diff']:+.4f}, Δ accuracy = "
                      f"{boot['accuracy']['diff']:+.4f}.")
     else:
         notes.append(f"No base→head CI: `{PREDICTIONS}` is not available on both sides.")

@@ -1,9 +1,15 @@
 """evaluate: score the candidate, the champion and two baselines on the same test split.
 
 Everything is paired: the candidate and the current champion (if any) predict the very same test
-rows, so the gate can compare them row by row. Two reference baselines, a majority-class guess and
-TF-IDF + logistic regression fitted on the train split, show what the transformer buys. Metrics are
-also computed per slice (text-length bucket, and `source` when the data has it).
+rows, so the gate can compare them row by row. A comparison is only fair on rows neither model
+learned from: each checkpoint carries a fingerprint of its train and val texts
+(``training_data.json``), and every test row either model saw is flagged (``champion_trained_on``,
+``candidate_trained_on``) and left out of the paired numbers (``paired`` in eval.json). A champion
+without a fingerprint is reported as "training data unknown".
+
+Two reference baselines, a majority-class guess and TF-IDF + logistic regression fitted on the
+train split, show what the transformer buys. Metrics are also computed per slice (text-length
+bucket, and `source` when the data has it).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stages.common import StageError, get_logger, load_params, run_cli
-from stages.data import load_split
+from stages.data import TRAINING_DATA_FILE, load_split, seen_fingerprints, text_fingerprint
 from stages.io import atomic_path, read_json, write_csv, write_json, write_parquet
 from stages.metrics import classification_metrics
 from stages.model import (
@@ -106,17 +112,46 @@ def baselines(train: pd.DataFrame, test: pd.DataFrame, params: EvaluateParams) -
 
 
 def slice_metrics(df: pd.DataFrame, column: str, labels: list[str], has_champion: bool) -> dict:
+    """Per slice: the candidate on all its rows; with a champion, both on the paired rows only."""
+    def scores(part: pd.DataFrame, who: str) -> dict:
+        m = classification_metrics(part["label"], part[f"{who}_pred"], labels)
+        return {k: m[k] for k in ("accuracy", "macro_f1", "n")}
+
     out = {}
     for value, part in df.groupby(column, sort=True):
-        row = {}
-        for who in ("candidate", "champion"):
-            if who == "champion" and not has_champion:
-                row[who] = None
-                continue
-            m = classification_metrics(part["label"], part[f"{who}_pred"], labels)
-            row[who] = {k: m[k] for k in ("accuracy", "macro_f1", "n")}
-        out[str(value)] = row
+        paired = part[part["paired"]] if has_champion else part.iloc[:0]
+        out[str(value)] = {
+            "candidate": scores(part, "candidate"),
+            "champion": scores(paired, "champion") if len(paired) else None,
+            "candidate_paired": scores(paired, "candidate") if len(paired) else None,
+        }
     return out
+
+
+def trained_on(checkpoint: Path, keys: pd.Series) -> tuple[pd.Series, bool]:
+    """Which rows (by text fingerprint) the checkpoint trained or was selected on, and whether
+    its training data is known at all."""
+    record = checkpoint / TRAINING_DATA_FILE
+    seen = seen_fingerprints(read_json(record) if record.is_file() else None)
+    if seen is None:
+        return keys.map(lambda _: False).astype(bool), False
+    return keys.isin(seen), True
+
+
+def paired_summary(pred: pd.DataFrame, labels: list[str], champion_known: bool) -> dict[str, Any]:
+    """How many test rows the candidate-vs-champion comparison may use, and the scores on them."""
+    rows = pred[pred["paired"]]
+    return {
+        "test_rows": len(pred),
+        "rows": len(rows),
+        "excluded_champion_trained_on": int(pred["champion_trained_on"].sum()),
+        "excluded_candidate_trained_on": int(pred["candidate_trained_on"].sum()),
+        "champion_training_data": "fingerprint" if champion_known else "unknown",
+        "candidate": classification_metrics(rows["label"], rows["candidate_pred"], labels)
+        if len(rows) else None,
+        "champion": classification_metrics(rows["label"], rows["champion_pred"], labels)
+        if len(rows) else None,
+    }
 
 
 def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) -> None:
@@ -161,10 +196,22 @@ def evaluate(params: EvaluateParams) -> dict[str, Any]:
     for i, label in enumerate(labels):
         pred[f"prob_{label}"] = probs[:, i]
 
+    keys = test["text"].map(text_fingerprint)
+    pred["candidate_trained_on"], _ = trained_on(CHECKPOINT_DIR, keys)
+    if pred["candidate_trained_on"].any():
+        log.warning("the candidate trained on %d test row(s): they are left out of the comparison",
+                    int(pred["candidate_trained_on"].sum()))
     champion = champion_dir()
+    champion_known = False
     if champion is not None:
         log.info("scoring champion %s on the same %d test rows", champion, len(test))
         pred["champion_pred"], _ = model_predictions(champion, texts, params)
+        pred["champion_trained_on"], champion_known = trained_on(champion, keys)
+        pred["paired"] = ~pred["champion_trained_on"] & ~pred["candidate_trained_on"]
+        log.info("paired comparison on %d of %d test rows (champion trained on %s)",
+                 int(pred["paired"].sum()), len(test),
+                 f"{int(pred['champion_trained_on'].sum())} of them" if champion_known
+                 else "unknown rows: it has no training-data fingerprint")
     else:
         log.info("no champion yet: scoring the candidate and the baselines only")
     for name, values in baselines(train, test, params).items():
@@ -176,6 +223,7 @@ def evaluate(params: EvaluateParams) -> dict[str, Any]:
         "candidate": classification_metrics(pred["label"], pred["candidate_pred"], labels),
         "champion": (classification_metrics(pred["label"], pred["champion_pred"], labels)
                      if champion is not None else None),
+        "paired": paired_summary(pred, labels, champion_known) if champion is not None else None,
         "baselines": {
             "majority": classification_metrics(pred["label"], pred["majority_pred"], labels),
             "tfidf_logreg": classification_metrics(pred["label"], pred["tfidf_pred"], labels),

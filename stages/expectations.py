@@ -32,6 +32,13 @@ class Bounds:
 
 
 @dataclass
+class ClassShare:
+    # a class's share of the rows, relative to the share it would have if all classes were equal
+    # (1 / number of classes): the same default fits 3 classes and 200
+    min_vs_uniform: float = 0.2
+
+
+@dataclass
 class Drift:
     label_js_max: float = 0.1          # Jensen-Shannon divergence (base 2, 0..1) of class shares
     text_length_ks_max: float = 0.25   # Kolmogorov-Smirnov statistic of text lengths (0..1)
@@ -45,7 +52,7 @@ class ValidateParams:
     text_length: Bounds = field(default_factory=lambda: Bounds(2, 5000))  # characters
     min_rows: int = 50                  # labelled rows
     min_rows_per_class: int = 10
-    class_share: Bounds = field(default_factory=lambda: Bounds(0.01, 0.6))
+    class_share: ClassShare = field(default_factory=ClassShare)
     max_conflicting_share: float = 0.0  # share of rows whose normalised text has 2+ labels
     reference_profile: str = "data/reference_profile.json"  # drift reference without a champion
     drift: Drift = field(default_factory=Drift)
@@ -119,7 +126,8 @@ def raw_frames(texts: pd.DataFrame, labels: pd.DataFrame) -> dict[str, pd.DataFr
         counts = rec["label"].value_counts().sort_index()
         frames["classes"] = pd.DataFrame({
             "id": counts.index.astype(str), "rows": counts.to_numpy(),
-            "share": (counts / max(len(rec), 1)).to_numpy()})
+            "share": (counts / max(len(rec), 1)).to_numpy(),
+            "share_vs_uniform": (counts * len(counts) / max(len(rec), 1)).to_numpy()})
     return frames
 
 
@@ -166,10 +174,9 @@ def raw_checks(params: ValidateParams, frames: dict[str, pd.DataFrame], label_se
                   {"column": "rows", "min_value": params.min_rows_per_class},
                   f"every class has at least {params.min_rows_per_class} rows"),
             Check("classes.share", "classes", "ExpectColumnValuesToBeBetween",
-                  {"column": "share", "min_value": params.class_share.min,
-                   "max_value": params.class_share.max},
-                  f"every class share within [{params.class_share.min}, "
-                  f"{params.class_share.max}] (validate.class_share)"),
+                  {"column": "share_vs_uniform", "min_value": params.class_share.min_vs_uniform},
+                  f"every class has at least {params.class_share.min_vs_uniform}x the share it "
+                  "would have if all classes were equal (validate.class_share.min_vs_uniform)"),
         ]
     if drift is not None:
         checks += [

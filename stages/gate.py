@@ -9,9 +9,15 @@ Check kinds (names in gate.json are ``kind`` or ``kind[subject]``):
 
 - ``min_macro_f1``, ``min_accuracy``, ``min_class_recall[<class>]``: absolute floors;
 - ``beats_tfidf``: candidate macro-F1 >= TF-IDF + logistic-regression macro-F1 + margin;
-- with a champion only: ``max_regression_macro_f1``, ``max_regression_slice[<column>=<value>]``
-  (absolute drop allowed) and ``significance`` (paired bootstrap CI + McNemar, see
-  :func:`significance_check` for the exact rule of each policy).
+- with a champion only: ``paired_rows`` (enough test rows that neither model trained on),
+  ``max_regression_macro_f1``, ``max_regression_slice[<column>=<value>]`` (absolute drop allowed)
+  and ``significance`` (paired bootstrap CI + McNemar, see :func:`significance_check` for the
+  exact rule of each policy).
+
+Candidate and champion are compared only on the test rows neither trained on (evaluate flags the
+rest from each model's training-data fingerprint). With fewer than ``min_paired_rows`` such rows,
+``too_few_paired_rows`` decides: ``block`` fails the gate (a person decides, e.g. promote --force),
+``absolute_only`` skips the champion comparisons with a warning. Never a silent pass.
 
 No champion yet: only the absolute checks run, and the report says so. No floor configured: the
 stage refuses to run, because a gate that checks nothing would pass anything.
@@ -37,9 +43,9 @@ PREDICTIONS = Path("data/predictions/test.parquet")
 GATE_JSON = Path("metrics/gate.json")
 GATE_MD = Path("reports/gate.md")
 
-KINDS = ("min_macro_f1", "min_accuracy", "min_class_recall", "beats_tfidf",
+KINDS = ("min_macro_f1", "min_accuracy", "min_class_recall", "beats_tfidf", "paired_rows",
          "max_regression_macro_f1", "max_regression_slice", "significance")
-CHAMPION_KINDS = ("max_regression_macro_f1", "max_regression_slice", "significance")
+CHAMPION_KINDS = ("paired_rows", "max_regression_macro_f1", "max_regression_slice", "significance")
 FLOORS = ("min_macro_f1", "min_accuracy", "min_class_recall")
 EPS = 1e-9  # eval.json rounds to 6 decimals; a value equal to its threshold passes
 STALE_TOLERANCE = 5e-6  # recomputed vs eval.json macro-F1 (eval.json rounds to 6 decimals)
@@ -65,6 +71,9 @@ class GateParams:
     max_regression_macro_f1: float | None = None   # vs champion; also not_worse's tolerance
     max_regression_slice: float | None = None      # vs champion, macro-F1 of each slice
     min_slice_rows: int = 30                       # smaller slices are reported, not gated
+    # test rows neither model trained on, needed to compare with the champion at all
+    min_paired_rows: int = 50
+    too_few_paired_rows: Literal["block", "absolute_only"] = "block"
     significance: Significance = field(default_factory=Significance)
     warn_only: list[str] = field(default_factory=list)  # check kinds that warn, not block
 
@@ -125,9 +134,10 @@ def load_inputs(eval_path: Path = EVAL_JSON,
         raise StageError("predictions not found", where=str(predictions_path),
                          fix="run `dvc repro evaluate`")
     pred = pd.read_parquet(predictions_path)
-    needed = ["label", "candidate_pred"] + (["champion_pred"] if ev.get("champion") else [])
+    needed = ["label", "candidate_pred"] + (["champion_pred", "paired"] if ev.get("champion") else [])
     missing = [c for c in needed if c not in pred.columns]
-    if missing or "candidate" not in ev or "labels" not in ev:
+    if missing or "candidate" not in ev or "labels" not in ev \
+            or (ev.get("champion") and not ev.get("paired")):
         raise StageError(f"evaluate outputs lack {missing or ['candidate/labels in eval.json']}",
                          where=f"{eval_path}, {predictions_path}",
                          fix="re-run `dvc repro evaluate` (the gate needs evaluate's contract)")
@@ -224,18 +234,44 @@ def significance_check(comparison: dict[str, Any], params: GateParams) -> Check:
                  detail=detail)
 
 
+def paired_rows_check(paired: dict[str, Any], params: GateParams) -> Check:
+    """Enough test rows that neither model trained on? Below the minimum, the policy decides."""
+    n, total = paired["rows"], paired["test_rows"]
+    why = []
+    if paired["excluded_champion_trained_on"]:
+        why.append(f"{paired['excluded_champion_trained_on']} excluded: the champion trained on them")
+    if paired["excluded_candidate_trained_on"]:
+        why.append(f"{paired['excluded_candidate_trained_on']} excluded: the candidate trained on them")
+    if paired["champion_training_data"] == "unknown":
+        why.append("champion training data unknown (promoted without a fingerprint): no row "
+                   "could be excluded")
+    enough = n >= params.min_paired_rows
+    detail = f"{n} of {total} test rows paired" + (f"; {'; '.join(why)}" if why else "")
+    if not enough:
+        detail += (f"; fewer than min_paired_rows={params.min_paired_rows}: "
+                   + ("champion comparisons skipped (too_few_paired_rows: absolute_only)"
+                      if params.too_few_paired_rows == "absolute_only"
+                      else "blocked (too_few_paired_rows: block); promote --force to override"))
+    return Check("paired_rows", n, params.min_paired_rows, None, None, enough,
+                 blocking=params.too_few_paired_rows == "block", detail=detail)
+
+
 def floor_checks(ev: dict[str, Any], params: GateParams,
                  comparison: dict[str, Any] | None) -> tuple[list[Check], list[str]]:
-    cand, champ = ev["candidate"], ev.get("champion")
+    cand = ev["candidate"]
+    # deltas vs the champion come from the paired rows only (neither model trained on them)
+    paired = ev.get("paired") if comparison else None
+    champ = paired["champion"] if paired else None
     checks, skipped = [], []
     for metric in ("macro_f1", "accuracy"):
         floor = getattr(params, f"min_{metric}")
         if floor is None:
             continue
         value = cand[metric]
-        delta = value - champ[metric] if champ else None
+        delta = comparison[metric]["diff"] if comparison else None
         ci = comparison[metric]["ci95"] if comparison else None
-        detail = f"champion {champ[metric]:.4f}" if champ else "no champion yet"
+        detail = (f"champion {champ[metric]:.4f} on {paired['rows']} paired rows" if champ
+                  else "no champion comparison")
         checks.append(Check(f"min_{metric}", value, floor, delta, ci, value >= floor - EPS,
                             detail=detail))
     if params.min_class_recall is not None:
@@ -245,7 +281,8 @@ def floor_checks(ev: dict[str, Any], params: GateParams,
                 skipped.append(f"min_class_recall[{label}] (no test rows of this class)")
                 continue
             champ_pc = champ["per_class"].get(label) if champ else None
-            delta = pc["recall"] - champ_pc["recall"] if champ_pc else None
+            cand_pc = paired["candidate"]["per_class"].get(label) if paired else None
+            delta = cand_pc["recall"] - champ_pc["recall"] if champ_pc and champ_pc["support"] else None
             checks.append(Check(f"min_class_recall[{label}]", pc["recall"], floor, delta, None,
                                 pc["recall"] >= floor - EPS,
                                 detail=f"recall on {pc['support']} test rows"))
@@ -255,7 +292,7 @@ def floor_checks(ev: dict[str, Any], params: GateParams,
             raise StageError("gate.tfidf_margin is set but eval.json has no tfidf_logreg baseline",
                              where=str(EVAL_JSON), fix="re-run `dvc repro evaluate`")
         value, threshold = cand["macro_f1"], tfidf["macro_f1"] + params.tfidf_margin
-        delta = value - champ["macro_f1"] if champ else None
+        delta = comparison["macro_f1"]["diff"] if comparison else None
         checks.append(Check("beats_tfidf", value, threshold, delta,
                             comparison["macro_f1"]["ci95"] if comparison else None,
                             value >= threshold - EPS,
@@ -269,11 +306,11 @@ def champion_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams,
     checks, skipped = [], []
     f1 = comparison["macro_f1"]
     if params.max_regression_macro_f1 is not None:
-        delta = ev["candidate"]["macro_f1"] - ev["champion"]["macro_f1"]
+        delta = f1["diff"]
         checks.append(Check("max_regression_macro_f1", delta, -params.max_regression_macro_f1,
                             delta, f1["ci95"], delta >= -params.max_regression_macro_f1 - EPS,
-                            detail=f"candidate {ev['candidate']['macro_f1']:.4f} vs champion "
-                                   f"{ev['champion']['macro_f1']:.4f}"))
+                            detail=f"candidate {f1['candidate']:.4f} vs champion "
+                                   f"{f1['champion']:.4f} on {comparison['n']} paired rows"))
     if params.max_regression_slice is not None:
         limit = params.max_regression_slice
         for column, slices in (ev.get("slices") or {}).items():
@@ -282,9 +319,9 @@ def champion_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams,
             for value, s in slices.items():
                 name = f"max_regression_slice[{column}={value}]"
                 if not s.get("champion"):
-                    skipped.append(f"{name} (no champion score for this slice)")
+                    skipped.append(f"{name} (no paired rows in this slice)")
                     continue
-                c, h = s["candidate"], s["champion"]
+                c, h = s["candidate_paired"], s["champion"]
                 delta = c["macro_f1"] - h["macro_f1"]
                 big = c["n"] >= params.min_slice_rows
                 detail = f"macro-F1 {c['macro_f1']:.4f} vs champion {h['macro_f1']:.4f}, n={c['n']}"
@@ -306,26 +343,39 @@ def run_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams) -> di
         raise StageError(f"candidate macro-F1 in {EVAL_JSON} ({ev['candidate']['macro_f1']:.6f}) "
                          f"does not match {PREDICTIONS} ({recomputed:.6f}): stale files",
                          where=f"{EVAL_JSON}, {PREDICTIONS}", fix="re-run `dvc repro evaluate`")
-    comparison = compare(pred, labels, params.significance) if has_champion else None
-    checks, skipped = floor_checks(ev, params, comparison)
+    comparison, skipped, rows_check = None, [], None
     if has_champion:
-        more, more_skipped = champion_checks(ev, pred, params, comparison)
-        checks += more
-        skipped += more_skipped
+        paired = pred[pred["paired"].astype(bool)]
+        rows_check = paired_rows_check(ev["paired"], params)
+        if rows_check.passed:
+            comparison = compare(paired, labels, params.significance)
+        else:
+            skipped.append(f"{', '.join(CHAMPION_KINDS[1:])} (too few paired rows: "
+                           f"too_few_paired_rows: {params.too_few_paired_rows})")
     else:
         skipped.append(f"{', '.join(CHAMPION_KINDS)} (no champion yet: first-run policy)")
+    checks, floor_skipped = floor_checks(ev, params, comparison)
+    skipped += floor_skipped
+    if rows_check is not None:
+        checks.append(rows_check)
+    if comparison is not None:
+        more, more_skipped = champion_checks(ev, paired, params, comparison)
+        checks += more
+        skipped += more_skipped
     disabled = [name for name in ("min_macro_f1", "min_accuracy", "min_class_recall",
                                   "tfidf_margin", "max_regression_macro_f1",
                                   "max_regression_slice") if getattr(params, name) is None]
     for check in checks:
         if check.kind in params.warn_only:
             check.blocking = False
+    policy = ("first_run_absolute_only" if not has_champion else params.significance.policy
+              if comparison is not None else f"too_few_paired_rows_{params.too_few_paired_rows}")
     failed = [c.name for c in checks if not c.passed and c.blocking]
     warnings = [c.name for c in checks if not c.passed and not c.blocking]
     tfidf = (ev.get("baselines") or {}).get("tfidf_logreg")
     return {
         "passed": not failed,
-        "policy": params.significance.policy if has_champion else "first_run_absolute_only",
+        "policy": policy,
         "champion": has_champion,
         "failed": failed,
         "warnings": warnings,
@@ -335,8 +385,12 @@ def run_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams) -> di
         "headline": {
             "test_rows": len(pred),
             "candidate": {k: ev["candidate"][k] for k in ("macro_f1", "accuracy")},
-            "champion": ({k: ev["champion"][k] for k in ("macro_f1", "accuracy")}
-                         if has_champion else None),
+            "champion": ({k: comparison[k]["champion"] for k in ("macro_f1", "accuracy")}
+                         if comparison else None),
+            "paired": ({k: ev["paired"][k] for k in ("test_rows", "rows", "excluded_champion_trained_on",
+                                                     "excluded_candidate_trained_on",
+                                                     "champion_training_data")}
+                       if has_champion else None),
             "tfidf_logreg": {k: tfidf[k] for k in ("macro_f1", "accuracy")} if tfidf else None,
         },
         "comparison": _rounded(comparison) if comparison else None,
@@ -383,15 +437,26 @@ def render_markdown(result: dict[str, Any]) -> str:
                   "comparisons (regression, slices, significance) start after the first "
                   "`python -m stages.promote`.", ""]
     lines += [f"## Headline ({h['test_rows']} test rows)", ""]
-    if result["champion"]:
+    paired = h.get("paired")
+    if paired:
+        excluded = paired["excluded_champion_trained_on"] + paired["excluded_candidate_trained_on"]
+        known = paired["champion_training_data"] != "unknown"
+        lines += [f"**Paired comparison on {paired['rows']} of {paired['test_rows']} test rows.** "
+                  + (f"{paired['excluded_champion_trained_on']} row(s) left out because the "
+                     f"champion trained on them, {paired['excluded_candidate_trained_on']} because "
+                     "the candidate did." if known else
+                     "The champion's training data is unknown (it was promoted without a "
+                     "training-data fingerprint), so rows it trained on could not be left out.")
+                  + (" The comparison uses only rows neither model has seen." if known and excluded
+                     else ""), ""]
+    if result["comparison"]:
         comp = result["comparison"]
-        lines += ["| metric | candidate | champion | candidate − champion | 95% CI |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| metric | candidate (all {h['test_rows']} rows) | candidate (paired) | "
+                  "champion (paired) | Δ paired | 95% CI |", "|---|---:|---:|---:|---:|---:|"]
         for metric, title in (("macro_f1", "macro-F1"), ("accuracy", "accuracy")):
             m = comp[metric]
-            lines.append(f"| {title} | {_num(h['candidate'][metric])} | "
-                         f"{_num(h['champion'][metric])} | {_num(m['diff'], True)} | "
-                         f"{_ci(m['ci95'])} |")
+            lines.append(f"| {title} | {_num(h['candidate'][metric])} | {_num(m['candidate'])} | "
+                         f"{_num(m['champion'])} | {_num(m['diff'], True)} | {_ci(m['ci95'])} |")
         mc = comp["mcnemar"]
         lines += ["", f"McNemar exact test: only the candidate is right on "
                       f"{mc['candidate_only_correct']} rows, only the champion on "
@@ -417,6 +482,9 @@ def render_markdown(result: dict[str, Any]) -> str:
                      f"{c['detail']} |")
     lines += ["", "## Policy", ""]
     if result["champion"]:
+        lines.append(f"- Candidate and champion are compared only on test rows neither trained on "
+                     f"(at least {p['min_paired_rows']}; fewer: {p['too_few_paired_rows']}).")
+    if result["comparison"]:
         tol = p["max_regression_macro_f1"] or 0.0
         if sig["policy"] == "not_worse":
             rule = (f"**not_worse**: the candidate fails only if it is significantly worse, i.e. "
@@ -429,6 +497,8 @@ def render_markdown(result: dict[str, Any]) -> str:
                     f"McNemar's exact test gives p < {sig['alpha']} with more rows only the "
                     f"candidate gets right.")
         lines.append(f"- Significance policy {rule}")
+    elif result["champion"]:
+        lines.append("- Too few paired rows: the champion comparisons did not run.")
     else:
         lines.append("- First-run policy: no champion to compare with, absolute checks only.")
     floors = [f"{k} {p[k]}" for k in ("min_macro_f1", "min_accuracy", "min_class_recall")
@@ -436,7 +506,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines.append(f"- Absolute floors: {', '.join(floors)}.")
     if p["tfidf_margin"] is not None:
         lines.append(f"- Baseline: candidate macro-F1 ≥ TF-IDF macro-F1 + {p['tfidf_margin']}.")
-    if result["champion"]:
+    if result["comparison"]:
         lines.append(f"- Max regression vs champion: macro-F1 {p['max_regression_macro_f1']}, "
                      f"each slice {p['max_regression_slice']} (slices under "
                      f"{p['min_slice_rows']} rows are reported, not gated).")

@@ -61,15 +61,51 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+def build_classifier(base_model: str, labels: list[str], pooling: str, dropout: float,
+                     attn_implementation: str = "sdpa") -> tuple[Any, Any, str]:
+    """A new classifier on a pretrained encoder, its tokenizer, and where its pooling came from.
+
+    ``pooling`` is ``auto`` (the base model's own, see stages.classifier) or mean / cls / max.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    from stages.classifier import TextClassifier, base_model_pooling
+
+    path = resolve_model_dir(base_model)
+    if pooling == "auto":
+        try:
+            pooling, source = base_model_pooling(path)
+        except ValueError as exc:
+            raise StageError(str(exc), where=f"base_model: {base_model}",
+                             fix="set train.pooling to mean, cls or max") from None
+    else:
+        source = "train.pooling in params.yaml"
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    encoder = AutoModel.from_pretrained(path, local_files_only=True,
+                                        attn_implementation=attn_implementation)
+    encoder.config.id2label = dict(enumerate(labels))
+    encoder.config.label2id = {lab: i for i, lab in enumerate(labels)}
+    return TextClassifier(encoder, len(labels), pooling, dropout), tokenizer, f"{pooling} ({source})"
+
+
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, Any]:
-    """A fine-tuned checkpoint (model in eval mode on ``device``) and its tokenizer."""
+    """A fine-tuned checkpoint (model in eval mode on ``device``) and its tokenizer.
+
+    Checkpoints written before the shared classifier (a transformers ``*ForSequenceClassification``
+    model, no pooling.json) still load, so an existing champion can be compared with new candidates.
+    """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from stages.classifier import POOLING_FILE, TextClassifier
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise StageError(f"no model checkpoint at {path}", fix="run `dvc repro train` first")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+    if (path / POOLING_FILE).is_file():
+        model = TextClassifier.load(path)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
     return model.to(device).eval(), tokenizer
 
 

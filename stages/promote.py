@@ -11,6 +11,8 @@ close a cycle. Steps, each refusing with a message when something is off:
    (``evaluate`` with --force, as a failed gate is never recorded in dvc.lock) is clean;
 2. models/checkpoint is copied into a temporary sibling of models/champion with metrics.json and
    data_profile.json beside it, then swapped in (the old champion is kept aside until the end);
+   the checkpoint's training_data.json (hashes of the texts it trained and was selected on) goes
+   with it, so later evaluations compare only on test rows the champion never saw;
 3. `dvc add models/champion`, models/champion.json (the pointer evaluate depends on) and a line in
    reports/gate_history.jsonl, then one `git commit` of exactly those files.
 
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.common import StageError, get_logger, run_cli
+from stages.data import TRAINING_DATA_FILE
 from stages.io import read_json, sha256_file, write_json, write_text
 
 log = get_logger(__name__)
@@ -137,7 +140,13 @@ def build_champion(dest: Path, ev: dict[str, Any], profile: dict[str, Any]) -> N
     if not (CHECKPOINT / "config.json").is_file():
         raise StageError("no candidate checkpoint to promote", where=str(CHECKPOINT),
                          fix="run `dvc repro train`")
-    shutil.copytree(CHECKPOINT, dest)  # follows DVC cache links: the champion owns real files
+    if not (CHECKPOINT / TRAINING_DATA_FILE).is_file():
+        # without it, every later evaluation would have to compare on rows the champion memorised
+        raise StageError(f"the checkpoint has no {TRAINING_DATA_FILE} (the fingerprint of the "
+                         "texts it trained on)", where=str(CHECKPOINT),
+                         fix="re-train with this version (`dvc repro`), then promote")
+    # follows DVC cache links: the champion owns real files, its training-data fingerprint included
+    shutil.copytree(CHECKPOINT, dest)
     write_json(dest / "metrics.json", {"test_rows": ev.get("test_rows"), "labels": ev["labels"],
                                        **ev["candidate"]})
     write_json(dest / "data_profile.json", profile)

@@ -1,13 +1,27 @@
-"""split: deterministic, stratified train/val/test split that never leaks duplicates.
+"""split: stable train/val/test split; new data never moves old rows.
 
-Texts are grouped by their normalised form (case and whitespace ignored); a group is assigned to
-one split as a whole, so the same message can never be in train and in test. Within each class
-the groups are shuffled with ``split.seed`` and dealt out until each split has its share.
+A row's split is a pure function of its own normalised text and ``split.salt``: the text is
+hashed to a number u in [0, 1) and u < test_fraction goes to test, u < test + val to val, the
+rest to train. So adding rows only adds rows to splits, removing rows moves nothing else,
+relabelling a row does not move it, and duplicates (same normalised text) always share a split.
+Changing the salt is the one way to reshuffle, and it restarts the champion comparison (the
+champion then trained on most of the new test rows; evaluate excludes those rows).
+
+Classes with few distinct texts can miss a split by chance. Such a class gets one text moved into
+the split it lacks, the one with the smallest hash for that split among the class's texts:
+deterministic, and only ever touching classes that would otherwise be unusable. Classes with
+fewer than ``min_rows_per_class`` rows or fewer distinct texts than splits stop the stage.
+
+``split.test_set`` names a curated ("golden") test file kept under data/test_set/ (so DVC
+tracks it): its rows are the test split, and texts equal to one of them (normalised) or ids in it
+are removed from train and val. The rows whose hash falls in the test bucket then go to train.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stages.common import StageError, get_logger, load_params, run_cli
@@ -21,15 +35,84 @@ log = get_logger(__name__)
 
 TEXTS = "data/raw/texts.parquet"
 LABELS = "data/labels/labels.parquet"
+TEST_SET_DIR = Path("data/test_set")
+TEST_SET_COLUMNS = {"required": ["id", "text", "label"], "optional": ["source", "created_at"]}
+
+
+@dataclass
+class TestSetFiles:
+    texts: str
+    labels: str
 
 
 @dataclass
 class SplitParams:
-    seed: int = 42
+    salt: str = "split-v1"             # change it to reshuffle every row (restarts comparisons)
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     # a class needs at least this many rows (and one distinct text per split) to be split
     min_rows_per_class: int = 10
+    # a golden test set under data/test_set/: one file (id, text, label) or {texts, labels}
+    test_set: str | TestSetFiles | None = None
+
+
+def bucket(keys: pd.Series, salt: str) -> pd.Series:
+    """A uniform number in [0, 1) per normalised text, fixed by the text and the salt alone."""
+    def u(key: str) -> float:
+        digest = hashlib.sha256(f"{salt}\0{key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    return keys.map(u)
+
+
+def check_fractions(params: SplitParams) -> None:
+    if not 0 < params.val_fraction < 1 or not 0 < params.test_fraction < 1 \
+            or params.val_fraction + params.test_fraction >= 1:
+        raise StageError("split fractions must be in (0, 1) and leave rows for training",
+                         where="params.yaml:split", fix="e.g. val_fraction: 0.15, test_fraction: 0.15")
+
+
+def assign_splits(df: pd.DataFrame, params: SplitParams, has_test_set: bool = False) -> pd.Series:
+    """The split name for each row of ``df`` (index-aligned); with a golden test set, only
+    train and val are assigned here."""
+    import numpy as np
+    import pandas as pd
+
+    check_fractions(params)
+    key = df["text"].map(normalise_text)
+    u = bucket(key, params.salt)
+    test_name = "train" if has_test_set else "test"
+    split = pd.Series(np.where(u < params.test_fraction, test_name,
+                               np.where(u < params.test_fraction + params.val_fraction,
+                                        "val", "train")), index=df.index, name="split")
+    needed = [n for n in SPLIT_NAMES if n != "test" or not has_test_set]
+    too_small = []
+    for label, rows in df.groupby("label", sort=True):
+        keys = key[rows.index]
+        if len(rows) < params.min_rows_per_class or keys.nunique() < len(needed):
+            too_small.append(f"{label} ({len(rows)} rows, {keys.nunique()} distinct texts)")
+            continue
+        for name in needed:
+            present = split[rows.index]
+            if (present == name).any():
+                continue
+            # take from the split with the most distinct texts of this class (never its last one)
+            per_split = keys.groupby(present).nunique()
+            donor = per_split.idxmax()
+            candidates = keys[present == donor].drop_duplicates()
+            moved = bucket(candidates, f"{params.salt}:{name}").idxmin()
+            split[key == candidates[moved]] = name
+            log.info("class %s had no %s rows: moved 1 text from %s (split.min_rows_per_class "
+                     "applies; more distinct texts make this unnecessary)", label, name, donor)
+    if too_small:
+        raise StageError(
+            f"class(es) too small to split: {', '.join(too_small)}",
+            where=LABELS,
+            fix=f"each class needs at least {params.min_rows_per_class} rows and "
+            f"{len(needed)} distinct texts: add examples, merge the class, or lower "
+            "split.min_rows_per_class",
+        )
+    return split
 
 
 def join(texts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -38,53 +121,61 @@ def join(texts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values("id", ignore_index=True)
 
 
-def assign_splits(df: pd.DataFrame, params: SplitParams) -> pd.Series:
-    """Return the split name for each row of ``df`` (index-aligned)."""
-    import numpy as np
-    import pandas as pd
+def read_test_set(spec: str | TestSetFiles) -> pd.DataFrame:
+    """The golden test set, checked like ingest's inputs (columns, ids, encoding)."""
+    from stages.ingest import LABEL_COLUMNS, TEXT_COLUMNS, check_ids, select_columns
+    from stages.io import read_table
 
-    if not 0 < params.val_fraction < 1 or not 0 < params.test_fraction < 1 \
-            or params.val_fraction + params.test_fraction >= 1:
-        raise StageError("split fractions must be in (0, 1) and leave rows for training",
-                         where="params.yaml:split", fix="e.g. val_fraction: 0.15, test_fraction: 0.15")
-    rng = np.random.default_rng(params.seed)
-    key = df["text"].map(normalise_text)
-    # a duplicate group follows the label of its first row; conflicting labels are validate's job
-    group_label = df.groupby(key, sort=True)["label"].first()
-    group_size = key.value_counts()
-    assignment: dict[str, str] = {}
-    too_small = []
-    for label in sorted(group_label.unique()):
-        groups = group_label.index[group_label == label].to_numpy()
-        n_rows = int(group_size[groups].sum())
-        if n_rows < params.min_rows_per_class or len(groups) < len(SPLIT_NAMES):
-            too_small.append(f"{label} ({n_rows} rows, {len(groups)} distinct texts)")
-            continue
-        groups = groups[rng.permutation(len(groups))]
-        n_test = max(1, round(n_rows * params.test_fraction))
-        n_val = max(1, round(n_rows * params.val_fraction))
-        taken = {"test": 0, "val": 0}
-        for i, g in enumerate(groups):
-            remaining_groups = len(groups) - i
-            # fill test, then val; keep at least one group back for train
-            if taken["test"] < n_test and remaining_groups > 2:
-                name = "test"
-            elif taken["val"] < n_val and remaining_groups > 1:
-                name = "val"
-            else:
-                name = "train"
-            assignment[g] = name
-            if name != "train":
-                taken[name] += int(group_size[g])
-    if too_small:
-        raise StageError(
-            f"class(es) too small to split: {', '.join(too_small)}",
-            where=LABELS,
-            fix=f"each class needs at least {params.min_rows_per_class} rows and "
-            f"{len(SPLIT_NAMES)} distinct texts: add examples, merge the class, or lower "
-            "split.min_rows_per_class",
-        )
-    return pd.Series(key.map(assignment).to_numpy(), index=df.index, name="split")
+    paths = [spec] if isinstance(spec, str) else [spec.texts, spec.labels]
+    for path in paths:
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(TEST_SET_DIR.resolve()):
+            raise StageError(f"split.test_set must be a file under {TEST_SET_DIR}/ so that DVC "
+                             "sees when it changes", where=f"params.yaml:split.test_set = {path}",
+                             fix=f"move it to {TEST_SET_DIR}/ (or `dvc import-url URL "
+                                 f"{TEST_SET_DIR}/`) and point split.test_set there")
+    if isinstance(spec, str):
+        df = select_columns(read_table(spec, "test set"), TEST_SET_COLUMNS, "test set", spec)
+        check_ids(df, "test set", spec)
+    else:
+        texts = select_columns(read_table(spec.texts, "test set texts"), TEXT_COLUMNS,
+                               "test set texts", spec.texts)
+        labels = select_columns(read_table(spec.labels, "test set labels"), LABEL_COLUMNS,
+                                "test set labels", spec.labels)
+        check_ids(texts, "test set texts", spec.texts)
+        check_ids(labels, "test set labels", spec.labels)
+        df = texts.merge(labels, on="id", how="inner")
+        if len(df) != len(texts) or len(df) != len(labels):
+            raise StageError(f"test set: {len(texts)} texts and {len(labels)} labels but only "
+                             f"{len(df)} ids in both", where=f"{spec.texts}, {spec.labels}",
+                             fix="every golden text needs exactly one label row with its id")
+    blank = df["text"].isna() | (df["text"].str.strip() == "") | df["label"].isna()
+    if blank.any():
+        raise StageError(f"test set: {int(blank.sum())} row(s) with an empty text or label, e.g. "
+                         f"ids {df.loc[blank, 'id'].head(5).tolist()}", where=str(paths[0]),
+                         fix="fill in or remove those rows")
+    return df.sort_values("id", ignore_index=True)
+
+
+def split_frames(df: pd.DataFrame, params: SplitParams) -> dict[str, pd.DataFrame]:
+    """train/val/test frames: the stable assignment, or train/val plus the golden test set."""
+    golden = read_test_set(params.test_set) if params.test_set is not None else None
+    if golden is not None:
+        golden_keys = set(golden["text"].map(normalise_text))
+        clash = df["text"].map(normalise_text).isin(golden_keys) | df["id"].isin(golden["id"])
+        log.info("golden test set %s: %d rows; %d data rows with the same text or id left out of "
+                 "train/val", params.test_set, len(golden), int(clash.sum()))
+        df = df[~clash].reset_index(drop=True)
+        unknown = sorted(set(golden["label"]) - set(df["label"]))
+        if unknown:
+            raise StageError(f"test set has label(s) that no training row has: {unknown}",
+                             where=str(params.test_set),
+                             fix="fix the labels in the test set, or add training data for them")
+    split = assign_splits(df, params, has_test_set=golden is not None)
+    frames = {name: df[split == name].reset_index(drop=True) for name in SPLIT_NAMES}
+    if golden is not None:
+        frames["test"] = golden
+    return frames
 
 
 def main() -> None:
@@ -95,9 +186,8 @@ def main() -> None:
     if df.empty:
         raise StageError("no labelled texts to split", where=f"{TEXTS} + {LABELS}",
                          fix="check that the label ids match the text ids")
-    split = assign_splits(df, params)
-    for name in SPLIT_NAMES:
-        part = df[split == name].reset_index(drop=True)
+    frames = split_frames(df, params)
+    for name, part in frames.items():
         write_parquet(split_path(name), part)
         log.info("%-5s %5d rows, %d classes -> %s", name, len(part), part["label"].nunique(),
                  split_path(name))

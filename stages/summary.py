@@ -43,7 +43,9 @@ def main() -> None:
     train = _load("metrics/train.json")
     if train:
         print(f"Training: {train['wall_time_s']} s on {train['device']}, "
-              f"{train['samples_per_s']} samples/s, best epoch {train['best_epoch']}")
+              f"{train['samples_per_s']} samples/s, best epoch {train['best_epoch']} of "
+              f"{train.get('epochs_run', '?')} run"
+              f"{' (early stop)' if train.get('stopped_early') else ''}")
     print("\nArtifacts:")
     for what, path in ARTIFACTS:
         if Path(path).exists():

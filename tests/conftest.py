@@ -68,6 +68,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="session")
+def tiny_st_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT saved as a sentence-transformers model that pools by mean."""
+    from tests.tiny_model import build_tiny_bert
+
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-st-bert"), pooling="mean")
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory with the project's params.yaml, as a stage sees it."""
@@ -138,7 +146,9 @@ def make_pipeline_repo(tmp_path: Path, tiny_model_dir: Path) -> Path:
     texts, labels = make_rows(20)
     write_csv(repo / "data/sample/texts.csv", texts)
     write_csv(repo / "data/sample/labels.csv", labels)
-    set_params(repo, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN}})
+    # the tiny data has ~20 test rows: allow a champion comparison on that few
+    set_params(repo, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN},
+                      "gate": {"min_paired_rows": 5}})
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)

@@ -27,18 +27,20 @@ LONG_TEXT = "my parcel has not arrived and tracking says shipped " * 20
 
 
 def make_checkpoint(root: Path, base_dir: Path, labels: list[str]) -> Path:
-    """A fine-tuned-shaped checkpoint: base encoder + classifier head, labels.json, manifest."""
+    """A fine-tuned-shaped checkpoint as train writes it: the project's classifier on the base
+    encoder (its own pooling), labels.json, manifest."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from stages.model import build_classifier
 
     out = root / "models" / "checkpoint"
+    out.mkdir(parents=True)
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)})
+    model, _, _ = build_classifier(str(base_dir), labels, "auto", dropout=0.0)
     with torch.no_grad():  # confident logits, like a trained head: argmax is not a coin toss
-        model.classifier.weight.mul_(20)
-    model.save_pretrained(out, safe_serialization=True)
+        model.head.weight.mul_(20)
+    model.save(out)
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(out)
     (out / "labels.json").write_text(json.dumps(labels))
     (out / "manifest.json").write_text(json.dumps({"params": {"max_length": MAX_LENGTH}}))
@@ -63,8 +65,9 @@ def build_project(root: Path, base_dir: Path, quantize: bool = True) -> Path:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    return build_project(tmp_path_factory.mktemp("onnx-project"), tiny_model_dir)
+def project(tmp_path_factory: pytest.TempPathFactory, tiny_st_model_dir: Path) -> Path:
+    """Exported from a mean-pooling (sentence-transformers style) encoder: parity covers pooling."""
+    return build_project(tmp_path_factory.mktemp("onnx-project"), tiny_st_model_dir)
 
 
 def test_export_passes_parity_with_symbolic_dims(project: Path) -> None:
@@ -82,6 +85,8 @@ def test_export_passes_parity_with_symbolic_dims(project: Path) -> None:
         (project / "models/checkpoint/labels.json").read_text())
     assert (onnx_dir / "tokenizer" / "tokenizer.json").is_file()
 
+    pooling = json.loads((project / "models/checkpoint/pooling.json").read_text())
+    assert pooling == {"mode": "mean"}  # the graph below must compute the mean-pooled logits
     parity = json.loads((project / "metrics" / "parity.json").read_text())
     assert parity["passed"] and parity["max_abs_diff"] <= 1e-4
     assert parity["argmax_agreement"] == 1.0

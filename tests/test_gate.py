@@ -49,40 +49,37 @@ def every(step: int, offset: int = 0, n: int = 3 * N_PER_CLASS) -> list[int]:
 
 
 def write_inputs(root: Path, candidate_errors: list[int], champion_errors: list[int] | None,
-                 tfidf_errors: list[int] | None = None) -> pd.DataFrame:
-    """Write metrics/eval.json and data/predictions/test.parquet the way evaluate does."""
+                 tfidf_errors: list[int] | None = None,
+                 champion_trained_on: list[int] | None = None) -> pd.DataFrame:
+    """Write metrics/eval.json and data/predictions/test.parquet the way evaluate does (with
+    evaluate's own slice and pairing functions); ``champion_trained_on`` lists row positions the
+    champion's training-data fingerprint contains."""
+    from stages.evaluate import paired_summary, slice_metrics
+
     df = base_frame()
     df["candidate_pred"] = with_errors(df, candidate_errors)
     df["candidate_confidence"] = 0.9
-    if champion_errors is not None:
+    df["candidate_trained_on"] = False
+    has_champion = champion_errors is not None
+    if has_champion:
         df["champion_pred"] = with_errors(df, champion_errors)
+        df["champion_trained_on"] = df.index.isin(champion_trained_on or [])
+        df["paired"] = ~df["champion_trained_on"] & ~df["candidate_trained_on"]
     df["tfidf_pred"] = with_errors(df, tfidf_errors if tfidf_errors is not None else every(5))
     df["majority_pred"] = LABELS[0]
-    has_champion = champion_errors is not None
-
-    def slices(column: str) -> dict:
-        out = {}
-        for value, part in df.groupby(column, sort=True):
-            out[str(value)] = {}
-            for who in ("candidate", "champion"):
-                if who == "champion" and not has_champion:
-                    out[str(value)][who] = None
-                    continue
-                m = classification_metrics(part["label"], part[f"{who}_pred"], LABELS)
-                out[str(value)][who] = {k: m[k] for k in ("accuracy", "macro_f1", "n")}
-        return out
-
     ev = {
         "test_rows": len(df),
         "labels": LABELS,
         "candidate": classification_metrics(df["label"], df["candidate_pred"], LABELS),
         "champion": (classification_metrics(df["label"], df["champion_pred"], LABELS)
                      if has_champion else None),
+        "paired": paired_summary(df, LABELS, champion_known=True) if has_champion else None,
         "baselines": {
             "majority": classification_metrics(df["label"], df["majority_pred"], LABELS),
             "tfidf_logreg": classification_metrics(df["label"], df["tfidf_pred"], LABELS),
         },
-        "slices": {"length_bucket": slices("length_bucket"), "source": slices("source")},
+        "slices": {col: slice_metrics(df, col, LABELS, has_champion)
+                   for col in ("length_bucket", "source")},
     }
     (root / "metrics").mkdir(exist_ok=True)
     (root / "metrics/eval.json").write_text(json.dumps(ev))
@@ -263,3 +260,37 @@ def test_stale_eval_json_is_refused(workdir: Path) -> None:
     df.to_parquet(workdir / "data/predictions/test.parquet", index=False)
     with pytest.raises(StageError, match="stale"):
         gate()
+
+
+def test_rows_the_champion_trained_on_are_left_out_of_the_comparison(workdir: Path) -> None:
+    # the champion is right on every row it trained on (it memorised them) and wrong on 1 in 5
+    # of the others; the candidate is wrong on 1 in 10 everywhere. Scored on all rows the
+    # memorised half flatters the champion; on the paired rows the candidate is clearly better.
+    memorised = every(2)
+    champion_errors = [r for r in every(5) if r not in memorised]
+    write_inputs(workdir, every(10), champion_errors, champion_trained_on=memorised)
+    result = gate(significance={"policy": "better"})
+    rows = by_name(result)["paired_rows"]
+    assert rows["value"] == 300 and rows["passed"] and "300 excluded: the champion trained on them" \
+        in rows["detail"]
+    assert result["comparison"]["n"] == 300
+    assert result["headline"]["paired"]["excluded_champion_trained_on"] == 300
+    assert result["passed"], result["failed"]
+    report = (workdir / GATE_MD).read_text()
+    assert "Paired comparison on 300 of 600 test rows" in report
+    assert "300 row(s) left out because the champion trained on them" in report
+
+
+@pytest.mark.parametrize("policy, passed", [("block", False), ("absolute_only", True)])
+def test_too_few_paired_rows_follow_the_policy(workdir: Path, policy: str, passed: bool) -> None:
+    write_inputs(workdir, every(10), every(10), champion_trained_on=list(range(580)))
+    result = gate(min_paired_rows=50, too_few_paired_rows=policy)
+    rows = by_name(result)["paired_rows"]
+    assert rows["value"] == 20 and rows["passed"] is False
+    assert rows["blocking"] is (policy == "block")
+    assert result["passed"] is passed and result["comparison"] is None
+    assert result["policy"] == f"too_few_paired_rows_{policy}"
+    assert not any(c["name"].startswith(("significance", "max_regression")) for c in result["checks"])
+    assert any("too few paired rows" in s for s in result["skipped"])
+    if policy == "absolute_only":
+        assert result["warnings"] == ["paired_rows"]

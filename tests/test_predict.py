@@ -21,9 +21,10 @@ TEXTS = ["where is my package 123", "please refund the 42 charge", LONG_TEXT,
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    """The exported fp32 model of a tiny project (predict takes any exported model file)."""
-    root = build_project(tmp_path_factory.mktemp("predict-project"), tiny_model_dir,
+def model_path(tmp_path_factory: pytest.TempPathFactory, tiny_st_model_dir: Path) -> Path:
+    """The exported fp32 model of a tiny project (predict takes any exported model file), from
+    a mean-pooling encoder."""
+    root = build_project(tmp_path_factory.mktemp("predict-project"), tiny_st_model_dir,
                          quantize=False)
     return root / "models" / "onnx" / "model.onnx"
 
@@ -50,6 +51,13 @@ def test_scores_csv_end_to_end(model_path: Path, tmp_path: Path) -> None:
     assert f"truncated to {MAX_LENGTH} tokens: 1" in proc.stdout  # only LONG_TEXT
     assert "empty texts: 1" in proc.stdout
     assert "CPUExecutionProvider" in proc.stdout
+
+    # the very same numbers as the PyTorch model train wrote (same pooling, same head)
+    from stages.model import load_classifier, predict_logits, softmax
+
+    model, tokenizer = load_classifier(model_path.parents[1] / "checkpoint")
+    torch_probs = softmax(predict_logits(model, tokenizer, [t for t in TEXTS], MAX_LENGTH))
+    assert np.allclose(torch_probs, probs, atol=1e-4)
 
     # the same rows one by one give the same scores: batching and padding do not leak
     single = predict(tmp_path, "--model", model_path, "--input", src, "--output", "one.csv",

@@ -6,10 +6,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from stages import promote
 from stages.common import StageError
+from stages.data import text_fingerprint
 from tests.conftest import dvc, run_stage, set_params
 
 IDENTITY = {"GIT_AUTHOR_NAME": "Ada Tester", "GIT_AUTHOR_EMAIL": "ada@example.com",
@@ -79,6 +81,7 @@ def fake_candidate(repo: Path, weights: str, macro_f1: float) -> dict:
     ckpt = repo / "models/checkpoint"
     (ckpt / "config.json").write_text('{"id2label": {"0": "a", "1": "b"}}')
     (ckpt / "model.safetensors").write_text(weights)
+    (ckpt / "training_data.json").write_text('{"scheme": "x", "rows": {}, "fingerprints": []}')
     return {"test_rows": 10, "labels": ["a", "b"],
             "candidate": {"macro_f1": macro_f1, "accuracy": macro_f1, "weighted_f1": macro_f1,
                           "n": 10, "per_class": {}}}
@@ -178,3 +181,22 @@ def test_promote_then_rerun_uses_the_new_champion(pipeline_repo: Path,
     gate = json.loads((repo / "metrics/gate.json").read_text())
     assert gate["champion"] is True and gate["passed"] is True
     assert gate["comparison"]["macro_f1"]["ci95"] == [0, 0]
+    # the split is stable, so the champion (trained on this very split) has seen no test row
+    assert ev["paired"]["rows"] == ev["test_rows"] and ev["paired"]["excluded_champion_trained_on"] == 0
+
+    # a new salt reshuffles every row: most of the new test rows are ones the champion trained on.
+    # evaluate must find exactly those (from the champion's fingerprint) and leave them out.
+    set_params(repo, {"split": {"salt": "reshuffled"}})
+    dvc(repo, "repro", "evaluate")
+    ev = json.loads((repo / "metrics/eval.json").read_text())
+    pred = pd.read_parquet(repo / "data/predictions/test.parquet")
+    seen = set(json.loads((repo / "models/champion/training_data.json").read_text())["fingerprints"])
+    expected = pred["text"].map(text_fingerprint).isin(seen)
+    assert expected.sum() > 0
+    assert pred["champion_trained_on"].tolist() == expected.tolist()
+    assert ev["paired"]["excluded_champion_trained_on"] == int(expected.sum())
+    assert ev["paired"]["rows"] == int((~expected).sum())
+    assert ev["paired"]["champion_training_data"] == "fingerprint"
+    proc = dvc(repo, "repro", "gate", check=False)
+    report = (repo / "reports/gate.md").read_text()
+    assert f"{int(expected.sum())} row(s) left out because the champion trained on them" in report

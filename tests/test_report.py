@@ -38,17 +38,26 @@ def git(repo: Path, *args: str) -> str:
                           text=True).stdout.strip()
 
 
-def write_side(repo: Path, labels, wrong: int, gate_passed: bool, lr: float) -> None:
+def write_side(repo: Path, texts, labels, wrong: int, gate_passed: bool, lr: float,
+               trained_on: list[str]) -> None:
     """Metrics, plot CSVs and predictions of one pipeline run whose candidate gets ``wrong``
-    test rows wrong (deterministically), as evaluate/gate/train would write them."""
+    test rows wrong (deterministically), as evaluate/gate/train would write them, and the
+    checkpoint's training-data fingerprint of the ids in ``trained_on``."""
     import pandas as pd
 
-    test = labels.iloc[::3].reset_index(drop=True)           # 24 test rows, 4 per class
+    from stages.data import training_data_record
+
+    test = labels.iloc[::3].merge(texts[["id", "text"]], on="id").reset_index(drop=True)  # 24 rows
     classes = sorted(labels["label"].unique())
     pred = test["label"].tolist()
     for k in range(wrong):                                   # shift the first `wrong` rows
         pred[k] = classes[(classes.index(pred[k]) + 1) % len(classes)]
-    pred_df = pd.DataFrame({"id": test["id"], "label": test["label"], "candidate_pred": pred})
+    pred_df = pd.DataFrame({"id": test["id"], "text": test["text"], "label": test["label"],
+                            "candidate_pred": pred})
+    (repo / "models/checkpoint").mkdir(parents=True, exist_ok=True)
+    seen = texts.loc[texts["id"].isin(trained_on), "text"]
+    (repo / "models/checkpoint/training_data.json").write_text(
+        json.dumps(training_data_record({"train": seen})))
     (repo / "data/predictions").mkdir(parents=True, exist_ok=True)
     pred_df.to_parquet(repo / "data/predictions/test.parquet", index=False)
     cand = classification_metrics(test["label"], pred, classes)
@@ -97,8 +106,10 @@ def review_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     git(repo, "commit", "-q", "-m", "data only")
     c0 = git(repo, "rev-parse", "HEAD")
 
-    write_side(repo, labels, wrong=2, gate_passed=True, lr=1e-4)
-    dvc(repo, "add", "-q", "data/predictions/test.parquet")
+    # the base model trained on two rows that are test rows on both sides (as after a salt change)
+    write_side(repo, texts, labels, wrong=2, gate_passed=True, lr=1e-4,
+               trained_on=["t00001", "t00004", "t00002"])
+    dvc(repo, "add", "-q", "data/predictions/test.parquet", "models/checkpoint")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "base: first retrain")
     c1 = git(repo, "rev-parse", "HEAD")
@@ -109,8 +120,9 @@ def review_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     new.loc[idx, "label"] = new.loc[idx, "label"].map(lambda v: "refund_request"
                                                       if v != "refund_request" else "login_problem")
     new.to_parquet(repo / "data/labels/labels.parquet", index=False)
-    write_side(repo, new, wrong=9, gate_passed=False, lr=3e-5)
-    dvc(repo, "add", "-q", "data/labels/labels.parquet", "data/predictions/test.parquet")
+    write_side(repo, texts, new, wrong=9, gate_passed=False, lr=3e-5, trained_on=["t00002"])
+    dvc(repo, "add", "-q", "data/labels/labels.parquet", "data/predictions/test.parquet",
+        "models/checkpoint")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "head: relabel three tickets, lower the learning rate")
     c2 = git(repo, "rev-parse", "HEAD")
@@ -147,7 +159,9 @@ def test_report_base_to_workspace(review_repo: dict) -> None:
     assert f"{old:.4f}" in row and f"{new:.4f}" in row
     assert f"{new - old:+.4f}" in row and f"{(new - old) / old:+.1%}" in row
     assert re.search(r"\[[-+]\d\.\d{4}, [-+]\d\.\d{4}\]", row), "bootstrap CI of the delta"
-    assert "24 test rows present in both sides" in md
+    # rows either model trained on are left out of the paired CI, and the report says how many
+    assert ("over **22 test rows**: of the 24 rows in both sides' `data/predictions/test.parquet`, "
+            "left out 2 that the base model trained on") in md
 
     # params: only the changed ones
     params = section(md, "Params (changed only)")

@@ -33,7 +33,8 @@ def test_train_writes_checkpoint_manifest_and_curves(split_dir: Path) -> None:
     manifest = json.loads((ckpt / "manifest.json").read_text())
     assert manifest["seed"] == 42 and manifest["device"] == "cpu"
     assert set(manifest["data_sha256"]) == {"train", "val"}
-    assert manifest["samples_per_s"] > 0 and manifest["torch"] and manifest["transformers"]
+    assert manifest["torch"] and manifest["transformers"] and manifest["pooling"].startswith("cls")
+    assert "samples_per_s" not in manifest and "created_unix" not in manifest  # volatile: metrics/train.json
     epochs = pd.read_csv(split_dir / "plots/train_epochs.csv")
     assert list(epochs["epoch"]) == [1, 2]
     steps = pd.read_csv(split_dir / "plots/train_steps.csv")
@@ -123,3 +124,115 @@ def test_champion_is_scored_with_its_own_max_length(split_dir: Path) -> None:
     assert run_stage("evaluate", split_dir).returncode == 0
     metrics = json.loads((split_dir / "metrics/eval.json").read_text())
     assert metrics["champion"] == as_candidate
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "cls", None])
+def test_pooling_follows_the_base_models_sentence_transformers_config(pooling: str | None,
+                                                                      tmp_path: Path) -> None:
+    import torch
+
+    from stages.classifier import pool
+    from stages.model import build_classifier
+    from tests.tiny_model import build_tiny_bert
+
+    base = build_tiny_bert(tmp_path / "base", pooling=pooling)
+    model, tokenizer, source = build_classifier(str(base), ["a", "b", "c"], "auto", dropout=0.0)
+    expected = pooling or "cls"
+    assert model.pooling == expected
+    assert source.startswith(expected) and ("sentence-transformers config" in source) == bool(pooling)
+    # the logits are the head applied to exactly that pooling of the encoder's hidden states,
+    # padding ignored: a short text scores the same alone and beside a long one
+    batch = tokenizer(["a short one", "a much longer text with many more words in it"],
+                      padding=True, return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        hidden = model.encoder(**batch).last_hidden_state
+        manual = model.head(pool(hidden, batch["attention_mask"], expected))
+        logits = model(**batch).logits
+        alone = model(**tokenizer(["a short one"], return_tensors="pt")).logits
+    assert torch.allclose(logits, manual, atol=1e-6)
+    assert torch.allclose(logits[0], alone[0], atol=1e-5)
+
+
+def test_an_unsupported_pooling_config_asks_for_train_pooling(tmp_path: Path) -> None:
+    from stages.common import StageError
+    from stages.model import build_classifier
+    from tests.tiny_model import build_tiny_bert
+
+    base = build_tiny_bert(tmp_path / "base", pooling="mean_sqrt_len")
+    with pytest.raises(StageError, match="set train.pooling to mean, cls or max"):
+        build_classifier(str(base), ["a", "b"], "auto", dropout=0.0)
+    model, _, source = build_classifier(str(base), ["a", "b"], "max", dropout=0.0)
+    assert model.pooling == "max" and "train.pooling" in source
+
+
+def test_train_stage_keeps_the_base_models_pooling(split_dir: Path, tiny_st_model_dir: Path) -> None:
+    from stages.model import load_classifier
+
+    set_params(split_dir, {"train": {"base_model": str(tiny_st_model_dir)}})
+    proc = run_stage("train", split_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "pooling mean (sentence-transformers config" in proc.stderr
+    ckpt = split_dir / "models/checkpoint"
+    assert json.loads((ckpt / "pooling.json").read_text()) == {"mode": "mean"}
+    assert json.loads((ckpt / "manifest.json").read_text())["pooling"].startswith("mean")
+    model, _ = load_classifier(ckpt)
+    assert model.pooling == "mean"
+    # the training-data fingerprint: one hash per distinct train/val text, no text itself
+    record = json.loads((ckpt / "training_data.json").read_text())
+    train = pd.read_parquet(split_dir / "data/splits/train.parquet")
+    val = pd.read_parquet(split_dir / "data/splits/val.parquet")
+    assert record["rows"] == {"train": len(train), "val": len(val)}
+    assert len(record["fingerprints"]) == pd.concat([train, val])["text"].str.lower().nunique()
+    assert train["text"].iloc[0] not in (ckpt / "training_data.json").read_text()
+
+
+def test_early_stopping_keeps_the_best_epoch() -> None:
+    import torch
+
+    from stages.train import Progress, TrainParams, end_of_epoch
+
+    params = TrainParams(epochs=10, early_stopping_patience=2, early_stopping_min_delta=0.01)
+    model = torch.nn.Linear(2, 2)
+    prog, best = Progress(), None
+    curve = [0.50, 0.70, 0.705, 0.69, 0.71]  # epoch 3 gains < min_delta; epoch 4 is worse
+    for epoch, f1 in enumerate(curve, start=1):
+        prog.epoch = epoch
+        with torch.no_grad():
+            model.weight.fill_(epoch)  # weights that say which epoch they are from
+        best = end_of_epoch(prog, {"val_loss": 1.0, "val_accuracy": f1, "val_macro_f1": f1},
+                            model, params) or best
+        if prog.stopped_early:
+            break
+    assert prog.stopped_early and prog.epoch == 4  # two epochs without a 0.01 gain
+    assert prog.best_epoch == 3 and prog.best_f1 == 0.705  # better, if only a little
+    assert float(best["weight"][0, 0]) == 3.0
+
+
+def test_train_stage_stops_early_and_says_so(split_dir: Path) -> None:
+    # nothing can learn at learning rate 0: val macro-F1 is flat, so patience 1 stops at epoch 2
+    set_params(split_dir, {"train": {"epochs": 6, "early_stopping_patience": 1,
+                                     "learning_rate": 0.0, "head_learning_rate": 0.0}})
+    proc = run_stage("train", split_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "early stop" in proc.stderr
+    summary = json.loads((split_dir / "metrics/train.json").read_text())
+    assert summary["stopped_early"] and summary["epochs_run"] == 2 and summary["max_epochs"] == 6
+    assert summary["best_epoch"] == 1
+    assert list(pd.read_csv(split_dir / "plots/train_epochs.csv")["epoch"]) == [1, 2]
+
+
+def test_a_champion_from_before_the_shared_classifier_still_loads(tmp_path: Path,
+                                                                 tiny_model_dir: Path) -> None:
+    """Promoted before pooling.json existed: a transformers sequence classifier, no fingerprint."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from stages.model import class_names, load_classifier, predict_logits
+
+    old = tmp_path / "old-champion"
+    AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=2, id2label={0: "a", 1: "b"}).save_pretrained(old)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(old)
+    model, tokenizer = load_classifier(old)
+    assert class_names(model) == ["a", "b"]
+    assert predict_logits(model, tokenizer, ["hello there"], 16).shape == (1, 2)

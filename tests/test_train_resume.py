@@ -24,7 +24,7 @@ import stages.train as t
 saves = []
 real_save = t.save_resume_state
 def save(state):
-    saves.append(state["step"])
+    saves.append(state["progress"]["step"])
     if len(saves) == 2:
         os.kill(os.getpid(), signal.SIGKILL)
     real_save(state)
@@ -102,7 +102,7 @@ def test_two_processes_or_accumulation_match_one_process(split_dir: Path, tiny_m
     config = json.loads((no_dropout / "config.json").read_text())
     config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     (no_dropout / "config.json").write_text(json.dumps(config))
-    set_params(split_dir, {"train": {"epochs": 2, "batch_size": 8, "save_every": 0,
+    set_params(split_dir, {"train": {"epochs": 2, "batch_size": 8, "save_every": 0, "dropout": 0.0,
                                      "base_model": str(no_dropout)}})
     assert run_stage("train", split_dir).returncode == 0
     single = json.loads((split_dir / "metrics/train.json").read_text())

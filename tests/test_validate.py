@@ -237,7 +237,7 @@ CATALOGUE = [
     ("conflicting-labels", _conflict, {}, "data.conflicting_labels", "2 of 121 row(s)",
      "t90000"),
     ("small-class", _small_class, {}, "classes.min_rows", "1 of 6 class(es)", INTENTS[0]),
-    ("class-share", lambda t, lab: (t, lab), {"class_share": {"min": 0.2, "max": 0.5}},
+    ("class-share", lambda t, lab: (t, lab), {"class_share": {"min_vs_uniform": 1.5}},
      "classes.share", "6 of 6 class(es)", INTENTS[0]),
 ]
 
@@ -434,3 +434,30 @@ def test_gx_not_imported_by_profile_or_module_import() -> None:
             "assert p['classes'] == {'x': 1}, p; "
             "assert 'great_expectations' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+def _class_rows(counts: dict[str, int]) -> tuple[list[dict], list[dict]]:
+    texts, labels = [], []
+    for label, n in counts.items():
+        for k in range(n):
+            i = len(texts)
+            texts.append({"id": f"r{i:06d}", "text": f"message {i} about {label} number {k}"})
+            labels.append({"id": f"r{i:06d}", "label": label})
+    return texts, labels
+
+
+@pytest.mark.parametrize("counts, fails", [
+    ({f"intent_{c:03d}": 12 for c in range(150)}, None),           # 150 balanced classes
+    ({"neutral": 610, "positive": 240, "negative": 150}, None),    # a 61% majority class
+    ({"a": 300, "b": 300, "c": 300, "rare": 30}, "rare"),          # rare: 0.13x uniform
+])
+def test_class_share_defaults_fit_the_number_of_classes(counts: dict[str, int], fails: str | None,
+                                                        tmp_path: Path, monkeypatch) -> None:
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    write_raw(tmp_path, *_class_rows(counts))
+    report = run_raw(tmp_path, monkeypatch)
+    if fails is None:
+        assert "classes.share" not in report.failed_checks, report.failed_checks
+    else:
+        outcome = only(report, "classes.share")
+        assert any(i == fails for i, _ in outcome.examples), outcome.examples

@@ -31,7 +31,22 @@ def vocabulary() -> list[str]:
     return list(dict.fromkeys(specials + chars + pieces + WORDS))
 
 
-def build_tiny_bert(out_dir: str | Path, seed: int = 0) -> Path:
+def write_sentence_transformers_config(out: Path, pooling: str) -> None:
+    """The two files sentence-transformers saves beside a model: its modules and its pooling."""
+    import json
+
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling",
+                "type": "sentence_transformers.models.Pooling"}]
+    (out / "modules.json").write_text(json.dumps(modules, indent=2))
+    (out / "1_Pooling").mkdir(exist_ok=True)
+    flags = {f"pooling_mode_{m}": m.startswith(pooling) for m in
+             ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")}
+    (out / "1_Pooling/config.json").write_text(json.dumps({"word_embedding_dimension": 32, **flags}))
+
+
+def build_tiny_bert(out_dir: str | Path, seed: int = 0, pooling: str | None = None) -> Path:
+    """``pooling`` (mean, cls, max) adds a sentence-transformers pooling config."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -46,6 +61,8 @@ def build_tiny_bert(out_dir: str | Path, seed: int = 0) -> Path:
     # an encoder without a head, like a real base model: fine-tuning adds the classifier
     BertModel(config).save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    if pooling:
+        write_sentence_transformers_config(out, pooling)
     return out
 
 
