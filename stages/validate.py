@@ -369,14 +369,33 @@ def summary_markdown(report: Report, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# GX stamps every run with ids and times: left out of results.json, so the same data gives the
+# same bytes (and the same dvc.lock). Data Docs keep them (they are not a DVC output).
+VOLATILE_RESULT_KEYS = {"id", "run_id", "run_time", "validation_time", "ge_load_time",
+                        "checkpoint_id", "validation_id"}
+
+
+def stable_results(obj: Any) -> Any:
+    """``obj`` without GX's per-run ids and timestamps, recursively."""
+    if isinstance(obj, dict):
+        return {k: stable_results(v) for k, v in obj.items() if k not in VOLATILE_RESULT_KEYS}
+    if isinstance(obj, list):
+        return [stable_results(v) for v in obj]
+    return obj
+
+
 def write_reports(out_dir: Path, title: str, run: Any) -> Report:
-    """Run the suites and write results.json, summary.md and Data Docs as one atomic directory."""
+    """Run the suites and write results.json, summary.md and Data Docs as one atomic directory.
+
+    results.json and summary.md are the DVC outputs (deterministic); data_docs/ is the HTML a
+    person opens, rebuilt by every run and not versioned (it carries GX's run timestamps).
+    """
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         report = run(tmp / "data_docs")
         payload = {"success": not report.failed, "failed": report.failed_checks,
                    "warnings": report.warned_checks, "notes": report.notes,
-                   "validations": report.results}
+                   "validations": stable_results(report.results)}
         (tmp / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n",
                                           encoding="utf-8")
         (tmp / "summary.md").write_text(summary_markdown(report, title), encoding="utf-8")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -107,6 +110,13 @@ def git_files() -> list[str]:
     return [f for f in out.splitlines() if (REPO_ROOT / f).is_file()]
 
 
+# what a full `dvc repro` on the tiny random model needs: it cannot reach the real floors, and
+# int8 flips many of its near-tied predictions (the gate and quantize logic have their own tests)
+TINY_PIPELINE = {"gate": {"min_macro_f1": 0.0, "min_accuracy": 0.0, "min_class_recall": 0.0,
+                          "tfidf_margin": -1.0},
+                 "quantize": {"min_agreement": 0.5, "max_f1_drop": 100.0},
+                 "benchmark": {"batch1_texts": 10, "batches": 1, "warmup": 1}}
+
 TINY_TRAIN = {"epochs": 2, "batch_size": 16, "max_length": 32, "learning_rate": 1e-3,
               "log_every": 2}
 
@@ -166,3 +176,43 @@ def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     if check and proc.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture
+def webdav_remote(tmp_path: Path) -> SimpleNamespace:
+    """A real WebDAV server (WsgiDAV on cheroot) on 127.0.0.1, with basic auth: a DVC remote.
+
+    Yields its ``url`` (a ``webdav://`` DVC remote URL), ``user``, ``password`` and ``root`` (the
+    directory it serves). Stopped after the test.
+    """
+    from cheroot import wsgi
+    from wsgidav.wsgidav_app import WsgiDAVApp
+
+    root = tmp_path / "webdav-root"
+    (root / "dvc-store").mkdir(parents=True)  # the remote's folder, as an admin would create it
+    user, password = "team", secrets.token_hex(12)
+    app = WsgiDAVApp({
+        "provider_mapping": {"/": str(root)},
+        "simple_dc": {"user_mapping": {"*": {user: {"password": password}}}},
+        "http_authenticator": {"accept_basic": True, "accept_digest": False,
+                               "default_to_digest": False},
+        "verbose": 0, "logging": {"enable": False},
+    })
+    server = wsgi.Server(("127.0.0.1", 0), app, numthreads=8)
+    server.prepare()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    port = server.bind_addr[1]
+    yield SimpleNamespace(url=f"webdav://127.0.0.1:{port}/dvc-store", user=user,
+                          password=password, root=root)
+    server.stop()
+    thread.join(timeout=10)
+
+
+def use_remote(repo: Path, remote: SimpleNamespace, add: bool = True) -> None:
+    """Make ``remote`` the default DVC remote of ``repo`` (committed config), with the credentials
+    only in .dvc/config.local, which git ignores, as a team member would set them."""
+    if add:
+        dvc(repo, "remote", "add", "-d", "team", remote.url)
+    dvc(repo, "remote", "modify", "--local", "team", "user", remote.user)
+    dvc(repo, "remote", "modify", "--local", "team", "password", remote.password)

@@ -183,6 +183,21 @@ def test_success_promotes_on_a_run_branch_with_artifacts(prefect_api: Any, repo:
     assert limit.limit == 1
 
 
+def test_push_sends_the_run_to_the_team_remote(prefect_api: Any, repo: Path,
+                                                webdav_remote: Any) -> None:
+    """The flow's push step against a real WebDAV server: afterwards cache and remote agree."""
+    from tests.conftest import dvc, use_remote
+
+    set_params(repo, {"gate": PASSING_GATE})
+    use_remote(repo, webdav_remote)
+    state = run_flow(repo_dir=str(repo), until="gate", push=True)
+    assert state.is_completed(), state.message
+    assert state.result()["pushed"] == ["dvc push"]
+    assert any(p.is_file() for p in (webdav_remote.root / "dvc-store").rglob("*"))
+    cloud = dvc(repo, "status", "--cloud", "--with-deps", "gate")
+    assert "Cache and remote 'team' are in sync." in cloud.stdout, cloud.stdout
+
+
 # --- transient failures and the DVC lock ---------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from tests.conftest import dvc, set_params
+from tests.conftest import TINY_PIPELINE, dvc, set_params
 
 STAGES = ["ingest", "validate", "split", "validate_splits", "train", "evaluate", "gate", "export",
           "quantize", "benchmark"]
@@ -30,10 +30,7 @@ def out_md5(repo: Path, stage: str, path: str) -> str:
 def test_repro_runs_everything_then_nothing_then_only_what_changed(pipeline_repo: Path) -> None:
     repo = pipeline_repo
     # the random tiny model cannot reach the real floors; the gate logic has its own tests
-    set_params(repo, {"gate": {"min_macro_f1": 0.0, "min_accuracy": 0.0, "min_class_recall": 0.0,
-                               "tfidf_margin": -1.0},
-                      "quantize": {"min_agreement": 0.5, "max_f1_drop": 100.0},
-                      "benchmark": {"batch1_texts": 10, "batches": 1, "warmup": 1}})
+    set_params(repo, TINY_PIPELINE)
 
     first = dvc(repo, "repro")
     for stage in STAGES:
