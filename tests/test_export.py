@@ -193,6 +193,8 @@ def test_accuracy_gate_logic() -> None:
 def test_benchmark_writes_table_plot_and_ratios(project: Path) -> None:
     proc = run_stage("benchmark", project)
     assert proc.returncode == 0, proc.stderr
+    # each runtime is timed alone in a process of its own, never interleaved with the others
+    assert proc.stderr.count("timed alone") == 3
     table = pd.read_csv(project / "plots" / "latency.csv")
     assert list(table.columns) == ["runtime", "p50_ms", "p95_ms", "throughput_per_s", "size_mb"]
     assert {"pytorch fp32", "onnxruntime fp32", "onnxruntime int8"} <= set(table["runtime"])
@@ -200,6 +202,7 @@ def test_benchmark_writes_table_plot_and_ratios(project: Path) -> None:
     assert (project / "plots" / "latency.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads((project / "metrics" / "export.json").read_text())
     assert report["environment"]["threads"] == 1
+    assert "each runtime alone in its own process" in report["workload"]["timed"]
     int8 = report["runtimes"]["onnxruntime int8"]
     torch = report["runtimes"]["pytorch fp32"]
     assert report["ratios"]["int8_vs_torch_size_ratio"] == pytest.approx(
