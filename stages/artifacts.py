@@ -1,0 +1,195 @@
+"""The artifact contract: every path the pipeline reads or writes, the champion, the data profile.
+
+Where does X live? Here, and only here. Stages, commands, flows, the service and the tests import
+these names instead of spelling paths; dvc.yaml declares the same paths (a test checks the two
+agree). All paths are relative to the repository root, where DVC runs every stage.
+
+The champion (``models/champion/``, tracked by DVC, pointed to by ``models/champion.json`` in
+git) is the last model that passed every gate. Its directory holds::
+
+    config.json, model.safetensors, ...   the checkpoint (as train wrote it)
+    training_data.json                    fingerprints of the texts it learned from
+    metrics.json                          its test metrics when promoted
+    data_profile.json                     the data it was trained on (drift reference)
+    onnx/                                 its ONNX export: model.onnx, model.int8.onnx,
+                                          tokenizer/, labels.json (what the service loads)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stages.common import StageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# ---------------------------------------------------------------- data
+RAW_TEXTS = Path("data/raw/texts.parquet")
+LABELS = Path("data/labels/labels.parquet")
+SPLITS_DIR = Path("data/splits")
+SPLIT_NAMES = ("train", "val", "test")
+TEST_SET_DIR = Path("data/test_set")  # where a golden test set (split.test_set) must live
+PREDICTIONS = Path("data/predictions/test.parquet")
+REFERENCE_PROFILE = Path("data/reference_profile.json")
+
+# ---------------------------------------------------------------- models
+CHECKPOINT_DIR = Path("models/checkpoint")
+TRAIN_STATE_DIR = Path("models/train_state")
+ONNX_DIR = Path("models/onnx")
+ONNX_FP32 = "model.onnx"
+ONNX_INT8 = "model.int8.onnx"
+ONNX_FP16 = "model.fp16.onnx"
+TOKENIZER_DIR = "tokenizer"
+LABELS_FILE = "labels.json"
+MANIFEST_FILE = "manifest.json"
+TRAINING_DATA_FILE = "training_data.json"  # inside a checkpoint, and so inside the champion
+
+CHAMPION_DIR = Path("models/champion")
+CHAMPION_DVC = Path("models/champion.dvc")
+CHAMPION_POINTER = Path("models/champion.json")
+CHAMPION_ONNX = "onnx"  # the champion's ONNX export, inside CHAMPION_DIR
+CHAMPION_METRICS = "metrics.json"
+PROFILE_FILE = "data_profile.json"
+MODELS_GITIGNORE = Path("models/.gitignore")
+
+# ---------------------------------------------------------------- metrics, plots, reports
+DATA_METRICS = Path("metrics/data.json")
+TRAIN_METRICS = Path("metrics/train.json")
+EVAL_METRICS = Path("metrics/eval.json")
+GATE_METRICS = Path("metrics/gate.json")
+PARITY_METRICS = Path("metrics/parity.json")
+QUANTIZE_METRICS = Path("metrics/quantize.json")
+EXPORT_METRICS = Path("metrics/export.json")
+
+TRAIN_STEPS_CSV = Path("plots/train_steps.csv")
+TRAIN_EPOCHS_CSV = Path("plots/train_epochs.csv")
+CONFUSION_CSV = Path("plots/confusion.csv")
+CONFUSION_PNG = Path("plots/confusion.png")
+PER_CLASS_CSV = Path("plots/per_class_f1.csv")
+LATENCY_CSV = Path("plots/latency.csv")
+LATENCY_PNG = Path("plots/latency.png")
+
+RAW_VALIDATION_DIR = Path("reports/validation/raw")
+SPLIT_VALIDATION_DIR = Path("reports/validation/splits")
+GATE_REPORT = Path("reports/gate.md")
+GATE_HISTORY = Path("reports/gate_history.jsonl")
+PR_REPORT = Path("reports/pr.md")
+
+
+def split_path(name: str) -> Path:
+    """``data/splits/<name>.parquet`` for one of :data:`SPLIT_NAMES`."""
+    if name not in SPLIT_NAMES:
+        raise ValueError(f"unknown split {name!r}; one of {SPLIT_NAMES}")
+    return SPLITS_DIR / f"{name}.parquet"
+
+
+# ---------------------------------------------------------------- the champion
+
+
+def read_champion_pointer(pointer: Path = CHAMPION_POINTER) -> dict[str, Any] | None:
+    """The pointer's record (path, promoted_at, commit, metrics...), or None: no champion yet.
+
+    A missing pointer file and ``{"champion": null}`` both mean "no champion" (a normal first
+    run); a pointer that is not valid JSON is an error, never silently "no champion".
+    """
+    if not pointer.is_file():
+        return None
+    try:
+        data = json.loads(pointer.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StageError(f"the champion pointer is not valid JSON: {exc}", where=str(pointer),
+                         fix=f"restore it from git: `git checkout -- {pointer}`") from None
+    if not isinstance(data, dict) or "champion" not in data:
+        raise StageError('the champion pointer must be {"champion": {...} or null}',
+                         where=str(pointer), fix=f"restore it from git: `git checkout -- {pointer}`")
+    record = data["champion"]
+    if record is not None and not isinstance(record, dict):
+        raise StageError("the champion pointer's 'champion' must be a mapping or null",
+                         where=str(pointer), fix=f"restore it from git: `git checkout -- {pointer}`")
+    return record
+
+
+def champion_dir(pointer: Path = CHAMPION_POINTER, require: bool = True) -> Path | None:
+    """The champion's directory, or None when there is no champion yet.
+
+    With ``require`` the directory must be in the workspace with a checkpoint in it; a pointer
+    naming a champion that is not checked out is an error that says how to fetch it.
+    """
+    record = read_champion_pointer(pointer)
+    if record is None:
+        return None
+    path = Path(record.get("path") or CHAMPION_DIR)
+    if require and not (path / "config.json").is_file():
+        raise StageError(f"{pointer} names a champion but {path} is not in the workspace",
+                         where=str(path), fix=f"run `dvc pull {path}.dvc` (or `dvc checkout`)")
+    return path
+
+
+def champion_onnx_dir(pointer: Path = CHAMPION_POINTER) -> Path | None:
+    """The champion's ONNX export (what the service loads), or None when there is no champion."""
+    path = champion_dir(pointer)
+    if path is None:
+        return None
+    onnx_dir = path / CHAMPION_ONNX
+    if not (onnx_dir / ONNX_FP32).is_file():
+        raise StageError(f"the champion has no ONNX export in {onnx_dir}", where=str(onnx_dir),
+                         fix="promote a model after `dvc repro` has run export and quantize")
+    return onnx_dir
+
+
+def write_champion_pointer(record: dict[str, Any] | None,
+                           pointer: Path = CHAMPION_POINTER) -> None:
+    """Write the pointer atomically (promote is its only writer)."""
+    from stages.io import write_json
+
+    write_json(pointer, {"champion": record})
+
+
+# ---------------------------------------------------------------- the data profile
+
+PROFILE_QUANTILES = {"min": 0.0, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95,
+                     "max": 1.0}
+
+
+def labelled_records(texts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Texts joined to their label (first label row per id), null texts and labels left out."""
+    t = texts.dropna(subset=["id"]).drop_duplicates("id")[["id", "text"]]
+    lab = labels.dropna(subset=["id"]).drop_duplicates("id")[["id", "label"]]
+    return t.merge(lab, on="id", how="inner").dropna(subset=["text", "label"])
+
+
+def data_profile(texts: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
+    """The data profile drift is measured against: class counts and the text-length histogram.
+
+    promote stores it beside the champion (``models/champion/data_profile.json``), so the next
+    validation compares new data with the data the champion was trained on.
+    """
+    rec = labelled_records(texts, labels)
+    lengths = rec["text"].astype(str).str.len()
+    counts = rec["label"].astype(str).value_counts().sort_index()
+    n = max(len(rec), 1)
+    return {
+        "version": 1,
+        "rows": int(len(rec)),
+        "classes": {k: int(v) for k, v in counts.items()},
+        "class_share": {k: round(float(v) / n, 6) for k, v in counts.items()},
+        "text_length": {
+            "quantiles": {k: float(lengths.quantile(q)) if len(lengths) else None
+                          for k, q in PROFILE_QUANTILES.items()},
+            "mean": round(float(lengths.mean()), 3) if len(lengths) else None,
+            "counts": {str(k): int(v) for k, v in lengths.value_counts().sort_index().items()},
+        },
+    }
+
+
+def profile_of_ingested_data() -> dict[str, Any]:
+    """:func:`data_profile` of the ingested texts and labels (what promote stores)."""
+    import pandas as pd
+
+    for path in (RAW_TEXTS, LABELS):
+        if not path.is_file():
+            raise StageError("ingested data not found", where=str(path), fix="run `dvc repro`")
+    return data_profile(pd.read_parquet(RAW_TEXTS), pd.read_parquet(LABELS))
