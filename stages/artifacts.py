@@ -187,9 +187,36 @@ def data_profile(texts: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
 
 def profile_of_ingested_data() -> dict[str, Any]:
     """:func:`data_profile` of the ingested texts and labels (what promote stores)."""
-    import pandas as pd
+    from stages.io import read_parquet
 
-    for path in (RAW_TEXTS, LABELS):
-        if not path.is_file():
-            raise StageError("ingested data not found", where=str(path), fix="run `dvc repro`")
-    return data_profile(pd.read_parquet(RAW_TEXTS), pd.read_parquet(LABELS))
+    return data_profile(read_parquet(RAW_TEXTS, "texts", fix="run `dvc repro ingest`"),
+                        read_parquet(LABELS, "labels", fix="run `dvc repro ingest`"))
+
+
+# ---------------------------------------------------------------- files inside the directories above
+# (dvc.yaml declares these paths one by one; tests/test_dvc_deps.py checks each is named here)
+ONNX_FP32_PATH = ONNX_DIR / ONNX_FP32
+ONNX_INT8_PATH = ONNX_DIR / ONNX_INT8
+ONNX_FP16_PATH = ONNX_DIR / ONNX_FP16
+ONNX_TOKENIZER_PATH = ONNX_DIR / TOKENIZER_DIR
+ONNX_LABELS_PATH = ONNX_DIR / LABELS_FILE
+TRAIN_STATE_FILE = TRAIN_STATE_DIR / "state.pt"
+TRAIN_DONE_FILE = TRAIN_STATE_DIR / "done.json"
+VALIDATION_RESULTS = "results.json"  # inside RAW_VALIDATION_DIR / SPLIT_VALIDATION_DIR
+VALIDATION_SUMMARY = "summary.md"
+VALIDATION_DOCS = "data_docs"  # the Data Docs site (rebuilt every run, not a DVC output)
+RAW_VALIDATION_RESULTS = RAW_VALIDATION_DIR / VALIDATION_RESULTS
+RAW_VALIDATION_SUMMARY = RAW_VALIDATION_DIR / VALIDATION_SUMMARY
+SPLIT_VALIDATION_RESULTS = SPLIT_VALIDATION_DIR / VALIDATION_RESULTS
+SPLIT_VALIDATION_SUMMARY = SPLIT_VALIDATION_DIR / VALIDATION_SUMMARY
+
+# ---------------------------------------------------------------- table schemas
+# what ingest accepts and the splits carry (texts and labels are joined on `id`)
+TEXT_COLUMNS = {"required": ["id", "text"], "optional": ["source", "created_at"]}
+LABEL_COLUMNS = {"required": ["id", "label"], "optional": ["annotator"]}
+SPLIT_COLUMNS = ["id", "text", "label"]
+
+# ---------------------------------------------------------------- metrics, in reading order
+# the metrics files `dvc metrics diff` and the PR report compare, in reading order
+METRIC_FILES = (EVAL_METRICS, GATE_METRICS, DATA_METRICS, TRAIN_METRICS, PARITY_METRICS,
+                QUANTIZE_METRICS, EXPORT_METRICS)

@@ -24,16 +24,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from stages import artifacts
 from stages.common import StageError, get_logger, load_params, progress, run_cli
 from stages.io import atomic_path, write_csv, write_json
 
 log = get_logger(__name__)
 
-CHECKPOINT_DIR = Path("models/checkpoint")
-ONNX_DIR = Path("models/onnx")
-METRICS = Path("metrics/export.json")
-PLOT_CSV = Path("plots/latency.csv")
-PLOT_PNG = Path("plots/latency.png")
 TORCH, ORT_FP32, ORT_INT8 = "pytorch fp32", "onnxruntime fp32", "onnxruntime int8"
 TARGET_SPEEDUP, TARGET_SIZE_RATIO = 2.5, 3.5
 
@@ -67,7 +63,6 @@ def ort_runner(session: Any) -> Runner:
     return lambda feeds: session.run(None, feeds)
 
 
-INT8_PATH, FP32_PATH = ONNX_DIR / "model.int8.onnx", ONNX_DIR / "model.onnx"
 # runtime -> (kind, device); the CUDA rows are added when a GPU is present
 CPU_RUNTIMES = {TORCH: ("torch", "cpu"), ORT_FP32: ("ort fp32", "cpu"), ORT_INT8: ("ort int8", "cpu")}
 
@@ -84,8 +79,8 @@ def runtimes(params: BenchmarkParams) -> dict[str, tuple[str, str]]:
 
 def model_size_mb(kind: str) -> float:
     if kind == "torch":
-        return sum(p.stat().st_size for p in CHECKPOINT_DIR.glob("*.safetensors")) / 1e6
-    return (INT8_PATH if kind == "ort int8" else FP32_PATH).stat().st_size / 1e6
+        return sum(p.stat().st_size for p in artifacts.CHECKPOINT_DIR.glob("*.safetensors")) / 1e6
+    return (artifacts.ONNX_INT8_PATH if kind == "ort int8" else artifacts.ONNX_FP32_PATH).stat().st_size / 1e6
 
 
 def build_runner(kind: str, device: str, threads: int) -> Runner:
@@ -96,11 +91,11 @@ def build_runner(kind: str, device: str, threads: int) -> Runner:
         from stages.model import load_classifier
 
         torch.set_num_threads(threads)
-        model, _ = load_classifier(CHECKPOINT_DIR, device)
+        model, _ = load_classifier(artifacts.CHECKPOINT_DIR, device)
         return torch_runner(model, device)
     from stages.onnx_session import create_session
 
-    path = INT8_PATH if kind == "ort int8" else FP32_PATH
+    path = artifacts.ONNX_INT8_PATH if kind == "ort int8" else artifacts.ONNX_FP32_PATH
     return ort_runner(create_session(path, threads if device == "cpu" else None, device=device))
 
 
@@ -216,7 +211,7 @@ def plot(table: Any, params: BenchmarkParams) -> None:
             "(size on disk)")
     ax2.invert_yaxis()
     fig.tight_layout()
-    with atomic_path(PLOT_PNG) as tmp:
+    with atomic_path(artifacts.LATENCY_PNG) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
@@ -227,17 +222,17 @@ def main() -> None:
     from stages.data import load_split
 
     params = load_params("benchmark", BenchmarkParams)
-    for path in (ONNX_DIR / "model.onnx", ONNX_DIR / "model.int8.onnx"):
+    for path in (artifacts.ONNX_DIR / "model.onnx", artifacts.ONNX_DIR / "model.int8.onnx"):
         if not path.is_file():
             raise StageError(f"model not found: {path}", fix="run `dvc repro quantize` first")
     texts = load_split("test")["text"].astype(str).tolist()
     if not texts:
-        raise StageError("the test split is empty", where="data/splits/test.parquet")
+        raise StageError("the test split is empty", where=str(artifacts.split_path("test")))
     from stages.onnx_session import load_onnx_model
 
     found = runtimes(params)
     # the parent only tokenizes: it never runs a model, so it keeps no thread pool busy
-    work = workload(load_onnx_model(INT8_PATH, threads=1, device="cpu"), texts, params)
+    work = workload(load_onnx_model(artifacts.ONNX_INT8_PATH, threads=1, device="cpu"), texts, params)
     log.info("timing %s, each alone in its own process: %d texts at batch 1 (mean %.1f tokens), "
              "%d batches of %d; %d threads", ", ".join(found), params.batch1_texts,
              work["tokens_mean"], params.batches, params.batch_size, params.threads)
@@ -268,12 +263,12 @@ def main() -> None:
     }
     table = pd.DataFrame([{"runtime": n, **r} for n, r in results.items()],
                          columns=["runtime", "p50_ms", "p95_ms", "throughput_per_s", "size_mb"])
-    write_json(METRICS, report)
-    write_csv(PLOT_CSV, table)
+    write_json(artifacts.EXPORT_METRICS, report)
+    write_csv(artifacts.LATENCY_CSV, table)
     plot(table, params)
     log.info("int8 vs PyTorch: %.2fx faster (p50, batch 1), %.2fx smaller; wrote %s, %s, %s",
-             rat["int8_vs_torch_p50_speedup"], rat["int8_vs_torch_size_ratio"], METRICS,
-             PLOT_CSV, PLOT_PNG)
+             rat["int8_vs_torch_p50_speedup"], rat["int8_vs_torch_size_ratio"], artifacts.EXPORT_METRICS,
+             artifacts.LATENCY_CSV, artifacts.LATENCY_PNG)
 
 
 if __name__ == "__main__":

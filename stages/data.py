@@ -1,4 +1,4 @@
-"""Dataset paths and helpers shared by the stages that read the splits.
+"""Dataset helpers shared by the stages that read the splits (the paths are in stages.artifacts).
 
 One normaliser decides when two texts are "the same message" (duplicates, leakage, the split
 key, the champion's training-data fingerprint), so those four can never disagree.
@@ -8,33 +8,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stages.common import StageError
+from stages.artifacts import split_path
+from stages.io import read_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SPLITS_DIR = Path("data/splits")
-SPLIT_NAMES = ("train", "val", "test")
-# the file inside a checkpoint (and so inside the champion) naming the rows it learned from
-TRAINING_DATA_FILE = "training_data.json"
 FINGERPRINT_SCHEME = "sha256(normalise_text(text))[:16]"
 
 
-def split_path(name: str) -> Path:
-    return SPLITS_DIR / f"{name}.parquet"
-
-
 def load_split(name: str) -> pd.DataFrame:
-    import pandas as pd
-
-    path = split_path(name)
-    if not path.is_file():
-        raise StageError(f"split '{name}' not found", where=str(path),
-                         fix="run `dvc repro split` first")
-    return pd.read_parquet(path)
+    """One of the splits (``data/splits/<name>.parquet``); missing: run the split stage."""
+    return read_parquet(split_path(name), f"split '{name}'", fix="run `dvc repro split` first")
 
 
 def normalise_text(text: str) -> str:

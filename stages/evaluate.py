@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stages import artifacts
 from stages.common import StageError, get_logger, load_params, run_cli
-from stages.data import TRAINING_DATA_FILE, load_split, seen_fingerprints, text_fingerprint
+from stages.data import load_split, seen_fingerprints, text_fingerprint
 from stages.io import atomic_path, read_json, write_csv, write_json, write_parquet
 from stages.metrics import classification_metrics
 from stages.model import (
-    MANIFEST_FILE,
     class_names,
     load_classifier,
     predict_logits,
@@ -37,13 +37,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-CHECKPOINT_DIR = Path("models/checkpoint")
-CHAMPION_POINTER = Path("models/champion.json")
-PREDICTIONS = Path("data/predictions/test.parquet")
-METRICS_JSON = Path("metrics/eval.json")
-CONFUSION_CSV = Path("plots/confusion.csv")
-CONFUSION_PNG = Path("plots/confusion.png")
-PER_CLASS_CSV = Path("plots/per_class_f1.csv")
 
 
 @dataclass
@@ -52,19 +45,6 @@ class EvaluateParams:
     # text-length slice edges in characters: short < edges[0] <= medium < edges[1] <= long
     length_buckets: list[int] = field(default_factory=lambda: [60, 160])
     tfidf_max_features: int = 20000
-
-
-def champion_dir() -> Path | None:
-    """The champion checkpoint directory, or None when no model has been promoted yet."""
-    pointer = read_json(CHAMPION_POINTER) if CHAMPION_POINTER.is_file() else {"champion": None}
-    champion = pointer.get("champion")
-    if not champion:
-        return None
-    path = Path(champion.get("path", "models/champion"))
-    if not (path / "config.json").is_file():
-        raise StageError(f"{CHAMPION_POINTER} names a champion but {path} is not in the workspace",
-                         where=str(path), fix=f"run `dvc pull {path}.dvc` (or `dvc checkout`)")
-    return path
 
 
 def length_bucket(texts: pd.Series, edges: list[int]) -> pd.Series:
@@ -82,7 +62,8 @@ def scoring_max_length(path: Path) -> int:
     to a candidate's 16."""
     max_length = trained_max_length(path)
     if max_length is None:
-        raise StageError(f"{path / MANIFEST_FILE} missing or without params.max_length", where=str(path),
+        raise StageError(f"{path / artifacts.MANIFEST_FILE} missing or without params.max_length",
+                         where=str(path),
                          fix="a checkpoint written by the train stage has one; re-run `dvc repro train`")
     return max_length
 
@@ -131,7 +112,7 @@ def slice_metrics(df: pd.DataFrame, column: str, labels: list[str], has_champion
 def trained_on(checkpoint: Path, keys: pd.Series) -> tuple[pd.Series, bool]:
     """Which rows (by text fingerprint) the checkpoint trained or was selected on, and whether
     its training data is known at all."""
-    record = checkpoint / TRAINING_DATA_FILE
+    record = checkpoint / artifacts.TRAINING_DATA_FILE
     seen = seen_fingerprints(read_json(record) if record.is_file() else None)
     if seen is None:
         return keys.map(lambda _: False).astype(bool), False
@@ -182,12 +163,12 @@ def evaluate(params: EvaluateParams) -> dict[str, Any]:
 
     train, test = load_split("train"), load_split("test")
     texts = test["text"].tolist()
-    candidate_pred, probs = model_predictions(CHECKPOINT_DIR, texts, params)
-    labels = read_json(CHECKPOINT_DIR / "labels.json")
+    candidate_pred, probs = model_predictions(artifacts.CHECKPOINT_DIR, texts, params)
+    labels = read_json(artifacts.CHECKPOINT_DIR / artifacts.LABELS_FILE)
     unknown = sorted(set(test["label"]) - set(labels))
     if unknown:
         raise StageError(f"test split has classes the model was not trained on: {unknown}",
-                         where="data/splits/test.parquet", fix="re-run split and train")
+                         where=str(artifacts.split_path("test")), fix="re-run split and train")
 
     pred = test[["id", "text", "label"] + (["source"] if "source" in test else [])].copy()
     pred["length_bucket"] = length_bucket(test["text"], params.length_buckets)
@@ -197,11 +178,11 @@ def evaluate(params: EvaluateParams) -> dict[str, Any]:
         pred[f"prob_{label}"] = probs[:, i]
 
     keys = test["text"].map(text_fingerprint)
-    pred["candidate_trained_on"], _ = trained_on(CHECKPOINT_DIR, keys)
+    pred["candidate_trained_on"], _ = trained_on(artifacts.CHECKPOINT_DIR, keys)
     if pred["candidate_trained_on"].any():
         log.warning("the candidate trained on %d test row(s): they are left out of the comparison",
                     int(pred["candidate_trained_on"].sum()))
-    champion = champion_dir()
+    champion = artifacts.champion_dir()
     champion_known = False
     if champion is not None:
         log.info("scoring champion %s on the same %d test rows", champion, len(test))
@@ -242,20 +223,21 @@ def main() -> None:
     result = evaluate(params)
     metrics, pred = result["metrics"], result["predictions"]
     labels = metrics["labels"]
-    write_parquet(PREDICTIONS, pred)
-    write_json(METRICS_JSON, metrics)
-    write_csv(CONFUSION_CSV, pred[["label", "candidate_pred"]].rename(
+    write_parquet(artifacts.PREDICTIONS, pred)
+    write_json(artifacts.EVAL_METRICS, metrics)
+    write_csv(artifacts.CONFUSION_CSV, pred[["label", "candidate_pred"]].rename(
         columns={"label": "actual", "candidate_pred": "predicted"}))
-    write_csv(PER_CLASS_CSV, pd.DataFrame(
+    write_csv(artifacts.PER_CLASS_CSV, pd.DataFrame(
         [{"label": lab, "f1": v["f1"], "precision": v["precision"], "recall": v["recall"],
           "support": v["support"]} for lab, v in metrics["candidate"]["per_class"].items()]))
-    plot_confusion(result["confusion"], labels, CONFUSION_PNG,
+    plot_confusion(result["confusion"], labels, artifacts.CONFUSION_PNG,
                    f"candidate, test split (n={len(pred)})")
     c, b = metrics["candidate"], metrics["baselines"]
     log.info("macro-F1: candidate %.4f | tfidf_logreg %.4f | majority %.4f%s", c["macro_f1"],
              b["tfidf_logreg"]["macro_f1"], b["majority"]["macro_f1"],
              f" | champion {metrics['champion']['macro_f1']:.4f}" if metrics["champion"] else "")
-    log.info("wrote %s, %s, %s, %s", METRICS_JSON, PREDICTIONS, CONFUSION_CSV, CONFUSION_PNG)
+    log.info("wrote %s, %s, %s, %s", artifacts.EVAL_METRICS, artifacts.PREDICTIONS,
+             artifacts.CONFUSION_CSV, artifacts.CONFUSION_PNG)
 
 
 if __name__ == "__main__":

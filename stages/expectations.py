@@ -15,14 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from stages.data import SPLIT_NAMES, normalise_text
+from stages import artifacts
+from stages.artifacts import LABEL_COLUMNS, SPLIT_COLUMNS, SPLIT_NAMES, TEXT_COLUMNS
+from stages.data import normalise_text
 
 if TYPE_CHECKING:
     import pandas as pd
-
-TEXT_COLUMNS = {"required": ["id", "text"], "optional": ["source", "created_at"]}
-LABEL_COLUMNS = {"required": ["id", "label"], "optional": ["annotator"]}
-SPLIT_COLUMNS = ["id", "text", "label"]
 
 
 @dataclass
@@ -54,7 +52,7 @@ class ValidateParams:
     min_rows_per_class: int = 10
     class_share: ClassShare = field(default_factory=ClassShare)
     max_conflicting_share: float = 0.0  # share of rows whose normalised text has 2+ labels
-    reference_profile: str = "data/reference_profile.json"  # drift reference without a champion
+    reference_profile: str = str(artifacts.REFERENCE_PROFILE)  # drift reference without a champion
     drift: Drift = field(default_factory=Drift)
     warn_only: list[str] = field(default_factory=list)  # check names that only warn
 

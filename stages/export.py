@@ -24,20 +24,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from stages import artifacts
 from stages.common import StageError, get_logger, load_params, progress, run_cli
 from stages.io import atomic_path, write_json
-from stages.model import LABELS_FILE, MANIFEST_FILE, class_names, load_classifier, trained_max_length
+from stages.model import class_names, load_classifier, trained_max_length
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = get_logger(__name__)
 
-CHECKPOINT_DIR = Path("models/checkpoint")
-ONNX_DIR = Path("models/onnx")
-MODEL_FILE = "model.onnx"
-TOKENIZER_DIR = "tokenizer"
-PARITY_METRICS = Path("metrics/parity.json")
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
 DEFAULT_MAX_LENGTH = 128
 
@@ -60,7 +56,7 @@ def checkpoint_max_length(checkpoint: Path, params: ExportParams) -> int:
         return params.max_length
     value = trained_max_length(checkpoint)
     if value is None:
-        log.warning("no max_length in %s; using %d", checkpoint / MANIFEST_FILE, DEFAULT_MAX_LENGTH)
+        log.warning("no max_length in %s; using %d", checkpoint / artifacts.MANIFEST_FILE, DEFAULT_MAX_LENGTH)
         return DEFAULT_MAX_LENGTH
     return value
 
@@ -272,42 +268,42 @@ def main() -> None:
     from stages.data import load_split
 
     params = load_params("export", ExportParams)
-    if not (CHECKPOINT_DIR / "config.json").is_file():
-        raise StageError(f"no checkpoint at {CHECKPOINT_DIR}", fix="run `dvc repro train` first")
+    if not (artifacts.CHECKPOINT_DIR / "config.json").is_file():
+        raise StageError(f"no checkpoint at {artifacts.CHECKPOINT_DIR}", fix="run `dvc repro train` first")
     test = load_split("test")
     texts = test["text"].astype(str).tolist()
     if not texts:
-        raise StageError("the test split is empty", where="data/splits/test.parquet")
-    model, tokenizer = load_classifier(CHECKPOINT_DIR, "cpu")
+        raise StageError("the test split is empty", where=str(artifacts.split_path("test")))
+    model, tokenizer = load_classifier(artifacts.CHECKPOINT_DIR, "cpu")
     labels = class_names(model)
-    max_length = checkpoint_max_length(CHECKPOINT_DIR, params)
-    log.info("checkpoint %s: %s, %d classes, max_length %d", CHECKPOINT_DIR,
+    max_length = checkpoint_max_length(artifacts.CHECKPOINT_DIR, params)
+    log.info("checkpoint %s: %s, %d classes, max_length %d", artifacts.CHECKPOINT_DIR,
              model.config.model_type, len(labels), max_length)
 
-    ONNX_DIR.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export.", dir=ONNX_DIR))
+    artifacts.ONNX_DIR.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export.", dir=artifacts.ONNX_DIR))
     try:
-        onnx_path = staging / MODEL_FILE
+        onnx_path = staging / artifacts.ONNX_FP32
         names = export_onnx(model, tokenizer, onnx_path, params)
         add_metadata(onnx_path, model, max_length, params)
         dims = check_symbolic_dims(onnx_path)
         log.info("exported (%s, opset %d): %.1f MB, inputs %s", params.exporter, params.opset,
                  onnx_path.stat().st_size / 1e6, dims)
-        export_tokenizer(CHECKPOINT_DIR, staging / TOKENIZER_DIR, tokenizer, max_length)
-        write_json(staging / LABELS_FILE, labels)
-        check_tokenizer(tokenizer, staging / TOKENIZER_DIR, texts[:256], max_length)
+        export_tokenizer(artifacts.CHECKPOINT_DIR, staging / artifacts.TOKENIZER_DIR, tokenizer, max_length)
+        write_json(staging / artifacts.LABELS_FILE, labels)
+        check_tokenizer(tokenizer, staging / artifacts.TOKENIZER_DIR, texts[:256], max_length)
 
         report = check_parity(onnx_path, model, texts + long_texts(texts, params.parity_long_rows),
                               params, n_test=len(texts))
         report.update({"exporter": params.exporter, "opset": params.opset, "inputs": names,
                        "input_dims": dims, "max_length": max_length, "test_rows": len(texts),
                        "params": asdict(params)})
-        write_json(PARITY_METRICS, report)
+        write_json(artifacts.PARITY_METRICS, report)
         require_parity(report, str(onnx_path))
-        for name in (MODEL_FILE, TOKENIZER_DIR, LABELS_FILE):
-            with atomic_path(ONNX_DIR / name) as tmp:
+        for name in (artifacts.ONNX_FP32, artifacts.TOKENIZER_DIR, artifacts.LABELS_FILE):
+            with atomic_path(artifacts.ONNX_DIR / name) as tmp:
                 os.replace(staging / name, tmp)
-        log.info("parity passed (max |diff| %.2e); wrote %s", report["max_abs_diff"], ONNX_DIR)
+        log.info("parity passed (max |diff| %.2e); wrote %s", report["max_abs_diff"], artifacts.ONNX_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from stages import artifacts
 from stages.common import StageError, get_logger, load_params, read_params_file, run_cli
 from stages.io import read_json, sha256_file, write_json, write_text
 
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-EVAL_JSON = Path("metrics/eval.json")
-PREDICTIONS = Path("data/predictions/test.parquet")
-GATE_JSON = Path("metrics/gate.json")
-GATE_MD = Path("reports/gate.md")
 
 KINDS = ("min_macro_f1", "min_accuracy", "min_class_recall", "beats_tfidf", "paired_rows",
          "max_regression_macro_f1", "max_regression_slice", "significance")
@@ -124,8 +121,8 @@ def validate_params(params: GateParams) -> None:
                          where="params.yaml:gate.significance", fix="the default is 1000")
 
 
-def load_inputs(eval_path: Path = EVAL_JSON,
-                predictions_path: Path = PREDICTIONS) -> tuple[dict[str, Any], pd.DataFrame]:
+def load_inputs(eval_path: Path = artifacts.EVAL_METRICS,
+                predictions_path: Path = artifacts.PREDICTIONS) -> tuple[dict[str, Any], pd.DataFrame]:
     """eval.json and the predictions, checked against each other (stale files are refused)."""
     import pandas as pd
 
@@ -290,7 +287,7 @@ def floor_checks(ev: dict[str, Any], params: GateParams,
         tfidf = (ev.get("baselines") or {}).get("tfidf_logreg")
         if not tfidf:
             raise StageError("gate.tfidf_margin is set but eval.json has no tfidf_logreg baseline",
-                             where=str(EVAL_JSON), fix="re-run `dvc repro evaluate`")
+                             where=str(artifacts.EVAL_METRICS), fix="re-run `dvc repro evaluate`")
         value, threshold = cand["macro_f1"], tfidf["macro_f1"] + params.tfidf_margin
         delta = comparison["macro_f1"]["diff"] if comparison else None
         checks.append(Check("beats_tfidf", value, threshold, delta,
@@ -340,9 +337,11 @@ def run_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams) -> di
     has_champion = bool(ev.get("champion"))
     recomputed = recompute_macro_f1(pred["label"], pred["candidate_pred"], labels)
     if abs(recomputed - ev["candidate"]["macro_f1"]) > STALE_TOLERANCE:
-        raise StageError(f"candidate macro-F1 in {EVAL_JSON} ({ev['candidate']['macro_f1']:.6f}) "
-                         f"does not match {PREDICTIONS} ({recomputed:.6f}): stale files",
-                         where=f"{EVAL_JSON}, {PREDICTIONS}", fix="re-run `dvc repro evaluate`")
+        raise StageError(f"candidate macro-F1 in {artifacts.EVAL_METRICS} "
+                         f"({ev['candidate']['macro_f1']:.6f}) does not match "
+                         f"{artifacts.PREDICTIONS} ({recomputed:.6f}): stale files",
+                         where=f"{artifacts.EVAL_METRICS}, {artifacts.PREDICTIONS}",
+                         fix="re-run `dvc repro evaluate`")
     comparison, skipped, rows_check = None, [], None
     if has_champion:
         paired = pred[pred["paired"].astype(bool)]
@@ -519,8 +518,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_gate(params: GateParams, eval_path: Path = EVAL_JSON, predictions_path: Path = PREDICTIONS,
-             json_out: Path = GATE_JSON, md_out: Path = GATE_MD) -> dict[str, Any]:
+def run_gate(params: GateParams, eval_path: Path = artifacts.EVAL_METRICS,
+             predictions_path: Path = artifacts.PREDICTIONS, json_out: Path = artifacts.GATE_METRICS,
+             md_out: Path = artifacts.GATE_REPORT) -> dict[str, Any]:
     """Decide, then write gate.json and gate.md (atomically) whatever the verdict."""
     ev, pred = load_inputs(eval_path, predictions_path)
     log.info("checking candidate on %d test rows (%s)", len(pred),
@@ -546,7 +546,7 @@ def main() -> None:
                  for name in result["failed"]]
         raise StageError(f"gate FAILED: {len(result['failed'])} blocking check(s) failed\n"
                          + "\n".join(lines),
-                         where=f"{GATE_MD} (full report), {GATE_JSON}",
+                         where=f"{artifacts.GATE_REPORT} (full report), {artifacts.GATE_METRICS}",
                          fix="improve the model or data; or, if the change is intended, adjust "
                              "the thresholds under 'gate:' in params.yaml")
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from stages import artifacts
+from stages.artifacts import LABEL_COLUMNS, TEXT_COLUMNS
 from stages.common import StageError, get_logger, load_params, run_cli
 from stages.io import read_table, write_parquet
 
@@ -18,11 +20,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = get_logger(__name__)
-
-TEXTS_OUT = "data/raw/texts.parquet"
-LABELS_OUT = "data/labels/labels.parquet"
-TEXT_COLUMNS = {"required": ["id", "text"], "optional": ["source", "created_at"]}
-LABEL_COLUMNS = {"required": ["id", "label"], "optional": ["annotator"]}
 
 
 @dataclass
@@ -107,9 +104,9 @@ def main() -> None:
     texts, labels = ingest(params)
     log.info("read %d texts from %s and %d labels from %s", len(texts), params.source.texts,
              len(labels), params.source.labels)
-    write_parquet(TEXTS_OUT, texts)
-    write_parquet(LABELS_OUT, labels)
-    log.info("wrote %s and %s", TEXTS_OUT, LABELS_OUT)
+    write_parquet(artifacts.RAW_TEXTS, texts)
+    write_parquet(artifacts.LABELS, labels)
+    log.info("wrote %s and %s", artifacts.RAW_TEXTS, artifacts.LABELS)
 
 
 if __name__ == "__main__":

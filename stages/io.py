@@ -147,3 +147,22 @@ def read_table(source: str, what: str) -> pd.DataFrame:
     if df.empty:
         raise StageError(f"{what} file has no rows", where=source, fix="provide at least one row")
     return df
+
+
+def read_parquet(path: str | Path, what: str, fix: str = "run `dvc repro` (the stage that "
+                 "writes it)") -> pd.DataFrame:
+    """A Parquet file the pipeline wrote (ingested data, splits, predictions), read one way.
+
+    Missing or damaged, it is a StageError naming ``what`` and ``path``; ``fix`` says which stage
+    to re-run. (Tables from outside the pipeline, in any format, go through :func:`read_table`.)
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{what} file not found", where=str(path), fix=fix)
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise StageError(f"{what} file could not be read as Parquet: {exc}", where=str(path),
+                         fix=f"{fix}; never edit Parquet by hand") from None

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stages.artifacts import MANIFEST_FILE
 from stages.common import StageError, progress
 
 if TYPE_CHECKING:
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
     import torch
 
 PACKAGE_PREFIX = "pkg:"
-LABELS_FILE = "labels.json"
-MANIFEST_FILE = "manifest.json"
 
 # Weights are never downloaded: every load is from a local directory.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

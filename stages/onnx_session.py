@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stages.artifacts import LABELS_FILE, TOKENIZER_DIR
 from stages.common import StageError, get_logger, progress
 
 if TYPE_CHECKING:
@@ -31,9 +32,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-TOKENIZER_DIR = "tokenizer"
 TOKENIZER_FILE = "tokenizer.json"
-LABELS_FILE = "labels.json"
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 

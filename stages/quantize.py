@@ -20,16 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from stages import artifacts
 from stages.common import StageError, get_logger, load_params, run_cli
 from stages.io import atomic_path, write_json
 
 log = get_logger(__name__)
 
-ONNX_DIR = Path("models/onnx")
-FP32_MODEL = ONNX_DIR / "model.onnx"
-INT8_MODEL = ONNX_DIR / "model.int8.onnx"
-FP16_MODEL = ONNX_DIR / "model.fp16.onnx"
-METRICS = Path("metrics/quantize.json")
 
 
 @dataclass
@@ -96,7 +92,7 @@ def score(model_path: Path, texts: list[str], params: QuantizeParams, device: st
     from stages.onnx_session import encode, load_onnx_model, run_logits
 
     model = load_onnx_model(model_path, threads=params.threads, device=device,
-                            artifacts_dir=ONNX_DIR)
+                            artifacts_dir=artifacts.ONNX_DIR)
     logits = run_logits(model, encode(model, texts), batch_size=params.batch_size, show_progress=True)
     return logits, model.labels
 
@@ -136,28 +132,29 @@ def main() -> None:
     from stages.onnx_session import gpu_present
 
     params = load_params("quantize", QuantizeParams)
-    if not FP32_MODEL.is_file():
-        raise StageError(f"fp32 ONNX model not found: {FP32_MODEL}", fix="run `dvc repro export`")
+    if not artifacts.ONNX_FP32_PATH.is_file():
+        raise StageError(f"fp32 ONNX model not found: {artifacts.ONNX_FP32_PATH}",
+                         fix="run `dvc repro export`")
     test = load_split("test")
     texts, y_true = test["text"].astype(str).tolist(), test["label"].astype(str).tolist()
     if not texts:
-        raise StageError("the test split is empty", where="data/splits/test.parquet")
+        raise StageError("the test split is empty", where=str(artifacts.split_path("test")))
 
-    staging = Path(tempfile.mkdtemp(prefix=".quantize.", dir=ONNX_DIR))
+    staging = Path(tempfile.mkdtemp(prefix=".quantize.", dir=artifacts.ONNX_DIR))
     try:
         optimized = staging / "model.opt.onnx"
-        opt, fused = optimize(FP32_MODEL, optimized, params)
-        ref_logits, labels = score(FP32_MODEL, texts, params)
+        opt, fused = optimize(artifacts.ONNX_FP32_PATH, optimized, params)
+        ref_logits, labels = score(artifacts.ONNX_FP32_PATH, texts, params)
         report: dict[str, Any] = {"fused_operators": fused, "test_rows": len(texts),
-                                  "size_mb": {"fp32": size_mb(FP32_MODEL),
+                                  "size_mb": {"fp32": size_mb(artifacts.ONNX_FP32_PATH),
                                               "fp32_optimized": size_mb(optimized)},
                                   "params": asdict(params)}
-        with atomic_path(INT8_MODEL) as tmp:
+        with atomic_path(artifacts.ONNX_INT8_PATH) as tmp:
             quantize(optimized, tmp, params)
             logits, _ = score(tmp, texts, params)
             result = accuracy_gate(ref_logits, logits, labels, y_true, params)
             report["size_mb"]["int8"] = size_mb(tmp)
-            report["size_ratio_fp32_over_int8"] = round(size_mb(FP32_MODEL) / size_mb(tmp), 3)
+            report["size_ratio_fp32_over_int8"] = round(size_mb(artifacts.ONNX_FP32_PATH) / size_mb(tmp), 3)
             report["int8"] = result
             report["passed"] = result["passed"]
             log.info("int8 gate: macro-F1 %.4f vs fp32 %.4f (drop %.2f pt), agreement %.4f: %s",
@@ -166,11 +163,11 @@ def main() -> None:
             if params.fp16:
                 report["fp16"] = write_fp16(opt, texts, y_true, ref_logits, labels, params,
                                             gpu_present())
-                report["size_mb"]["fp16"] = size_mb(FP16_MODEL)
-            write_json(METRICS, report)
+                report["size_mb"]["fp16"] = size_mb(artifacts.ONNX_FP16_PATH)
+            write_json(artifacts.QUANTIZE_METRICS, report)
             if not result["passed"]:
-                raise gate_error("int8", result, str(INT8_MODEL))
-        log.info("wrote %s (%.1f MB, %.2fx smaller than fp32)", INT8_MODEL,
+                raise gate_error("int8", result, str(artifacts.ONNX_INT8_PATH))
+        log.info("wrote %s (%.1f MB, %.2fx smaller than fp32)", artifacts.ONNX_INT8_PATH,
                  report["size_mb"]["int8"], report["size_ratio_fp32_over_int8"])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -180,7 +177,7 @@ def write_fp16(opt: Any, texts: list[str], y_true: list[str], ref_logits: Any, l
                params: QuantizeParams, on_gpu: bool) -> dict[str, Any]:
     """The float16 variant for GPU serving; gated like int8 when a GPU can run it here."""
     opt.convert_float_to_float16(keep_io_types=True)
-    with atomic_path(FP16_MODEL) as tmp:
+    with atomic_path(artifacts.ONNX_FP16_PATH) as tmp:
         opt.save_model_to_file(str(tmp))
         if not on_gpu:
             log.warning("fp16 model written but not gated: no GPU here (CPU lacks fp16 kernels)")
@@ -188,7 +185,7 @@ def write_fp16(opt: Any, texts: list[str], y_true: list[str], ref_logits: Any, l
         logits, _ = score(tmp, texts, params, device="cuda")
         result = accuracy_gate(ref_logits, logits, labels, y_true, params)
         if not result["passed"]:
-            raise gate_error("fp16", result, str(FP16_MODEL))
+            raise gate_error("fp16", result, str(artifacts.ONNX_FP16_PATH))
     log.info("fp16 gate passed: macro-F1 %.4f, agreement %.4f", result["macro_f1"],
              result["agreement"])
     return {"gated": True, **result}

@@ -24,18 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stages import artifacts
+from stages.artifacts import LABEL_COLUMNS, SPLIT_NAMES, TEXT_COLUMNS, split_path
 from stages.common import StageError, get_logger, load_params, run_cli
-from stages.data import SPLIT_NAMES, normalise_text, split_path
-from stages.io import write_parquet
+from stages.data import normalise_text
+from stages.io import read_parquet, write_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = get_logger(__name__)
 
-TEXTS = "data/raw/texts.parquet"
-LABELS = "data/labels/labels.parquet"
-TEST_SET_DIR = Path("data/test_set")
 TEST_SET_COLUMNS = {"required": ["id", "text", "label"], "optional": ["source", "created_at"]}
 
 
@@ -107,7 +106,7 @@ def assign_splits(df: pd.DataFrame, params: SplitParams, has_test_set: bool = Fa
     if too_small:
         raise StageError(
             f"class(es) too small to split: {', '.join(too_small)}",
-            where=LABELS,
+            where=str(artifacts.LABELS),
             fix=f"each class needs at least {params.min_rows_per_class} rows and "
             f"{len(needed)} distinct texts: add examples, merge the class, or lower "
             "split.min_rows_per_class",
@@ -123,17 +122,17 @@ def join(texts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
 
 def read_test_set(spec: str | TestSetFiles) -> pd.DataFrame:
     """The golden test set, checked like ingest's inputs (columns, ids, encoding)."""
-    from stages.ingest import LABEL_COLUMNS, TEXT_COLUMNS, check_ids, select_columns
+    from stages.ingest import check_ids, select_columns
     from stages.io import read_table
 
     paths = [spec] if isinstance(spec, str) else [spec.texts, spec.labels]
     for path in paths:
         resolved = Path(path).resolve()
-        if not resolved.is_relative_to(TEST_SET_DIR.resolve()):
-            raise StageError(f"split.test_set must be a file under {TEST_SET_DIR}/ so that DVC "
+        if not resolved.is_relative_to(artifacts.TEST_SET_DIR.resolve()):
+            raise StageError(f"split.test_set must be a file under {artifacts.TEST_SET_DIR}/ so that DVC "
                              "sees when it changes", where=f"params.yaml:split.test_set = {path}",
-                             fix=f"move it to {TEST_SET_DIR}/ (or `dvc import-url URL "
-                                 f"{TEST_SET_DIR}/`) and point split.test_set there")
+                             fix=f"move it to {artifacts.TEST_SET_DIR}/ (or `dvc import-url URL "
+                                 f"{artifacts.TEST_SET_DIR}/`) and point split.test_set there")
     if isinstance(spec, str):
         df = select_columns(read_table(spec, "test set"), TEST_SET_COLUMNS, "test set", spec)
         check_ids(df, "test set", spec)
@@ -179,12 +178,11 @@ def split_frames(df: pd.DataFrame, params: SplitParams) -> dict[str, pd.DataFram
 
 
 def main() -> None:
-    import pandas as pd
-
     params = load_params("split", SplitParams)
-    df = join(pd.read_parquet(TEXTS), pd.read_parquet(LABELS))
+    df = join(read_parquet(artifacts.RAW_TEXTS, "texts", fix="run `dvc repro ingest`"),
+              read_parquet(artifacts.LABELS, "labels", fix="run `dvc repro ingest`"))
     if df.empty:
-        raise StageError("no labelled texts to split", where=f"{TEXTS} + {LABELS}",
+        raise StageError("no labelled texts to split", where=f"{artifacts.RAW_TEXTS} + {artifacts.LABELS}",
                          fix="check that the label ids match the text ids")
     frames = split_frames(df, params)
     for name, part in frames.items():

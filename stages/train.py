@@ -36,16 +36,15 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from stages import artifacts
+from stages.artifacts import split_path
 from stages.common import StageError, get_logger, load_params, progress, run_cli
-from stages.data import TRAINING_DATA_FILE, load_split, split_path, training_data_record
+from stages.data import load_split, training_data_record
 from stages.io import atomic_path, sha256_file, write_csv, write_json
 from stages.metrics import macro_f1
 from stages.model import (
-    LABELS_FILE,
-    MANIFEST_FILE,
     build_classifier,
     pad_batch,
     pick_device,
@@ -58,13 +57,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-CHECKPOINT_DIR = Path("models/checkpoint")
-STATE_DIR = Path("models/train_state")
-STATE_FILE = STATE_DIR / "state.pt"
-DONE_FILE = STATE_DIR / "done.json"
-STEPS_CSV = Path("plots/train_steps.csv")
-EPOCHS_CSV = Path("plots/train_epochs.csv")
-METRICS_JSON = Path("metrics/train.json")
 
 
 @dataclass
@@ -186,9 +178,9 @@ def run_fingerprint(params: TrainParams, dist: Dist) -> str:
 def load_resume_state(fingerprint: str) -> dict[str, Any] | None:
     import torch
 
-    if not STATE_FILE.is_file():
+    if not artifacts.TRAIN_STATE_FILE.is_file():
         return None
-    state = torch.load(STATE_FILE, map_location="cpu", weights_only=True)
+    state = torch.load(artifacts.TRAIN_STATE_FILE, map_location="cpu", weights_only=True)
     if state.get("fingerprint") != fingerprint:
         log.info("found training state of another run (data or params changed): starting fresh")
         return None
@@ -200,16 +192,16 @@ def load_resume_state(fingerprint: str) -> dict[str, Any] | None:
 def save_resume_state(state: dict[str, Any]) -> None:
     import torch
 
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    DONE_FILE.unlink(missing_ok=True)
-    with atomic_path(STATE_FILE) as tmp:
+    artifacts.TRAIN_STATE_DIR.mkdir(parents=True, exist_ok=True)
+    artifacts.TRAIN_DONE_FILE.unlink(missing_ok=True)
+    with atomic_path(artifacts.TRAIN_STATE_FILE) as tmp:
         torch.save(state, tmp)
 
 
 def mark_state_done(fingerprint: str) -> None:
     """Drop the (large) state once the run is complete, leaving a small marker for DVC."""
-    STATE_FILE.unlink(missing_ok=True)
-    write_json(DONE_FILE, {"fingerprint": fingerprint, "complete": True})
+    artifacts.TRAIN_STATE_FILE.unlink(missing_ok=True)
+    write_json(artifacts.TRAIN_DONE_FILE, {"fingerprint": fingerprint, "complete": True})
 
 
 def init_distributed(device: Any) -> tuple[Dist, Any]:
@@ -439,13 +431,13 @@ def manifest(params: TrainParams, result: dict[str, Any]) -> dict[str, Any]:
 
 def save_checkpoint(result: dict[str, Any], params: TrainParams, train_df: pd.DataFrame,
                     val_df: pd.DataFrame) -> None:
-    with atomic_path(CHECKPOINT_DIR) as tmp:
+    with atomic_path(artifacts.CHECKPOINT_DIR) as tmp:
         tmp.mkdir()
         result["model"].save(tmp)
         result["tokenizer"].save_pretrained(tmp)
-        write_json(tmp / LABELS_FILE, result["labels"])
-        write_json(tmp / MANIFEST_FILE, manifest(params, result))
-        write_json(tmp / TRAINING_DATA_FILE, training_data_record(
+        write_json(tmp / artifacts.LABELS_FILE, result["labels"])
+        write_json(tmp / artifacts.MANIFEST_FILE, manifest(params, result))
+        write_json(tmp / artifacts.TRAINING_DATA_FILE, training_data_record(
             {"train": train_df["text"], "val": val_df["text"]}))
 
 
@@ -479,11 +471,12 @@ def main() -> None:
     if not result["dist"].is_main:
         return
     save_checkpoint(result, params, train_df, val_df)
-    write_csv(STEPS_CSV, result["steps"])
-    write_csv(EPOCHS_CSV, result["epochs"])
-    write_json(METRICS_JSON, result["summary"])
+    write_csv(artifacts.TRAIN_STEPS_CSV, result["steps"])
+    write_csv(artifacts.TRAIN_EPOCHS_CSV, result["epochs"])
+    write_json(artifacts.TRAIN_METRICS, result["summary"])
     mark_state_done(result["fingerprint"])
-    log.info("wrote %s, %s, %s and %s", CHECKPOINT_DIR, STEPS_CSV, EPOCHS_CSV, METRICS_JSON)
+    log.info("wrote %s, %s, %s and %s", artifacts.CHECKPOINT_DIR, artifacts.TRAIN_STEPS_CSV,
+             artifacts.TRAIN_EPOCHS_CSV, artifacts.TRAIN_METRICS)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ metrics/data.json only when no blocking check failed, so that `dvc repro` stops 
 ``python -m stages.validate --splits`` checks the splits for leakage and class coverage.
 
 Great Expectations is imported inside :func:`run_suites` only: other stages (and the promote
-command, which calls :func:`data_profile`) never pay its ~6 s import.
+command, which stores :func:`stages.artifacts.data_profile`) never pay its ~6 s import.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stages import artifacts
+from stages.artifacts import SPLIT_NAMES, data_profile, split_path
 from stages.common import StageError, get_logger, load_params, run_cli
-from stages.data import SPLIT_NAMES, split_path
 from stages.expectations import (
     RAW_CHECK_NAMES,
     SPLIT_CHECK_NAMES,
@@ -34,23 +35,15 @@ from stages.expectations import (
     split_checks,
     split_frames,
 )
-from stages.io import atomic_path, read_json, write_json
+from stages.io import atomic_path, read_json, read_parquet, write_json
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = get_logger(__name__)
 
-TEXTS = "data/raw/texts.parquet"
-LABELS = "data/labels/labels.parquet"
-CHAMPION_POINTER = "models/champion.json"
-PROFILE_NAME = "data_profile.json"
-RAW_REPORTS = Path("reports/validation/raw")
-SPLIT_REPORTS = Path("reports/validation/splits")
-METRICS = "metrics/data.json"
 EXAMPLES = 5
-QUANTILES = {"min": 0.0, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95,
-             "max": 1.0}
+INGEST_FIX = "run `dvc repro ingest` first"
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20,
                  "unexpected_index_column_names": ["id"]}
 
@@ -95,37 +88,6 @@ class Report:
 # ---------------------------------------------------------------- profile and drift
 
 
-def labelled_records(texts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """Texts joined to their label (first label row per id), null texts and labels left out."""
-    t = texts.dropna(subset=["id"]).drop_duplicates("id")[["id", "text"]]
-    lab = labels.dropna(subset=["id"]).drop_duplicates("id")[["id", "label"]]
-    return t.merge(lab, on="id", how="inner").dropna(subset=["text", "label"])
-
-
-def data_profile(texts_df: pd.DataFrame, labels_df: pd.DataFrame) -> dict[str, Any]:
-    """The data profile drift is measured against: class counts and the text-length histogram.
-
-    promote stores it beside the champion (models/champion/data_profile.json), so the next
-    validation compares new data with the data the champion was trained on.
-    """
-    rec = labelled_records(texts_df, labels_df)
-    lengths = rec["text"].astype(str).str.len()
-    counts = rec["label"].astype(str).value_counts().sort_index()
-    n = max(len(rec), 1)
-    return {
-        "version": 1,
-        "rows": int(len(rec)),
-        "classes": {k: int(v) for k, v in counts.items()},
-        "class_share": {k: round(float(v) / n, 6) for k, v in counts.items()},
-        "text_length": {
-            "quantiles": {k: float(lengths.quantile(q)) if len(lengths) else None
-                          for k, q in QUANTILES.items()},
-            "mean": round(float(lengths.mean()), 3) if len(lengths) else None,
-            "counts": {str(k): int(v) for k, v in lengths.value_counts().sort_index().items()},
-        },
-    }
-
-
 def js_divergence(p: dict[str, float], q: dict[str, float]) -> float:
     """Jensen-Shannon divergence (base 2, 0 = same, 1 = disjoint) of two class distributions."""
     import math
@@ -167,29 +129,6 @@ def drift_scores(current: dict[str, Any], reference: dict[str, Any]) -> dict[str
 # ---------------------------------------------------------------- inputs
 
 
-def read_parquet(path: str | Path, what: str) -> pd.DataFrame:
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise StageError(f"{what} file not found", where=str(path),
-                         fix="run `dvc repro ingest` first")
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise StageError(f"{what} file could not be read as Parquet: {exc}", where=str(path),
-                         fix="re-run `dvc repro ingest`; never edit Parquet by hand") from None
-
-
-def champion_dir(pointer: str | Path = CHAMPION_POINTER) -> Path | None:
-    """The champion's directory, or None when there is no champion yet (a normal first run)."""
-    pointer = Path(pointer)
-    if not pointer.is_file():
-        return None
-    info = read_json(pointer).get("champion")
-    return Path(info.get("path", "models/champion")) if info else None
-
-
 def resolve_label_set(params: ValidateParams,
                       champion: Path | None) -> tuple[list[str] | None, str]:
     """The known labels and where they came from: params, the champion, or none (first run)."""
@@ -209,7 +148,7 @@ def resolve_label_set(params: ValidateParams,
 def resolve_reference(params: ValidateParams,
                       champion: Path | None) -> tuple[dict | None, str | None]:
     """The last accepted data profile: the champion's, else validate.reference_profile."""
-    candidates = [champion / PROFILE_NAME] if champion is not None else []
+    candidates = [champion / artifacts.PROFILE_FILE] if champion is not None else []
     candidates.append(Path(params.reference_profile))
     for path in candidates:
         if path.is_file():
@@ -438,7 +377,7 @@ def validate_raw(texts: pd.DataFrame, labels: pd.DataFrame, params: ValidatePara
         drift["note"] = ("no reference profile, drift not checked" if reference is None
                          else "drift not checked: the data could not be joined")
         notes.append(drift["note"] + f" (looked for: {params.reference_profile}"
-                     + (f", {champion / PROFILE_NAME}" if champion else "") + ")")
+                     + (f", {champion / artifacts.PROFILE_FILE}" if champion else "") + ")")
     checks = raw_checks(params, frames, label_set, drift if "drift" in frames else None)
     outcomes, results = run_suites(frames, checks, "raw", docs_dir)
     report = Report(outcomes, notes, results)
@@ -491,7 +430,7 @@ def validate_splits(splits: dict[str, pd.DataFrame], params: ValidateParams,
 def load_splits() -> dict[str, pd.DataFrame]:
     splits = {}
     for name in SPLIT_NAMES:
-        df = read_parquet(split_path(name), f"split '{name}'")
+        df = read_parquet(split_path(name), f"split '{name}'", fix="run `dvc repro split` first")
         missing = [c for c in SPLIT_COLUMNS if c not in df.columns]
         if missing:
             raise StageError(f"split '{name}' lacks column(s) {missing}",
@@ -501,9 +440,11 @@ def load_splits() -> dict[str, pd.DataFrame]:
 
 
 def main_raw(params: ValidateParams) -> None:
-    texts, labels = read_parquet(TEXTS, "texts"), read_parquet(LABELS, "labels")
-    log.info("read %d texts from %s and %d labels from %s", len(texts), TEXTS, len(labels), LABELS)
-    champion = champion_dir()
+    texts = read_parquet(artifacts.RAW_TEXTS, "texts", fix=INGEST_FIX)
+    labels = read_parquet(artifacts.LABELS, "labels", fix=INGEST_FIX)
+    log.info("read %d texts from %s and %d labels from %s", len(texts), artifacts.RAW_TEXTS,
+             len(labels), artifacts.LABELS)
+    champion = artifacts.champion_dir(require=False)
     log.info("champion: %s", champion or "none (first run)")
     result: dict[str, Any] = {}
 
@@ -511,20 +452,20 @@ def main_raw(params: ValidateParams) -> None:
         report, result["metrics"] = validate_raw(texts, labels, params, champion, docs)
         return report
 
-    report = write_reports(RAW_REPORTS, "Raw data validation", run)
-    log.info("wrote %s (results.json, summary.md, data_docs/index.html)", RAW_REPORTS)
-    _finish(report, RAW_REPORTS)
-    write_json(METRICS, result["metrics"])
-    log.info("wrote %s", METRICS)
+    report = write_reports(artifacts.RAW_VALIDATION_DIR, "Raw data validation", run)
+    log.info("wrote %s (results.json, summary.md, data_docs/index.html)", artifacts.RAW_VALIDATION_DIR)
+    _finish(report, artifacts.RAW_VALIDATION_DIR)
+    write_json(artifacts.DATA_METRICS, result["metrics"])
+    log.info("wrote %s", artifacts.DATA_METRICS)
 
 
 def main_splits(params: ValidateParams) -> None:
     splits = load_splits()
     log.info("read splits: %s", ", ".join(f"{n} {len(df)}" for n, df in splits.items()))
-    report = write_reports(SPLIT_REPORTS, "Split validation",
+    report = write_reports(artifacts.SPLIT_VALIDATION_DIR, "Split validation",
                            lambda docs: validate_splits(splits, params, docs))
-    log.info("wrote %s (results.json, summary.md, data_docs/index.html)", SPLIT_REPORTS)
-    _finish(report, SPLIT_REPORTS)
+    log.info("wrote %s (results.json, summary.md, data_docs/index.html)", artifacts.SPLIT_VALIDATION_DIR)
+    _finish(report, artifacts.SPLIT_VALIDATION_DIR)
 
 
 def main() -> None:
@@ -535,7 +476,8 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params("validate", ValidateParams)
     if args.write_profile:
-        profile = data_profile(read_parquet(TEXTS, "texts"), read_parquet(LABELS, "labels"))
+        profile = data_profile(read_parquet(artifacts.RAW_TEXTS, "texts", fix=INGEST_FIX),
+                               read_parquet(artifacts.LABELS, "labels", fix=INGEST_FIX))
         write_json(args.write_profile, profile)
         log.info("wrote the data profile of %d rows to %s", profile["rows"], args.write_profile)
     elif args.splits:

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from stages.artifacts import GATE_METRICS as GATE_JSON
+from stages.artifacts import GATE_REPORT as GATE_MD
 from stages.common import StageError
-from stages.gate import GATE_JSON, GATE_MD, GateParams, Significance, load_gate_params, run_gate
+from stages.gate import GateParams, Significance, load_gate_params, run_gate
 from stages.metrics import classification_metrics
 from tests.conftest import run_stage
 

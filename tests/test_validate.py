@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stages import validate
+from stages import artifacts, validate
 from stages.common import StageError, load_params
 from stages.expectations import ValidateParams
+from stages.io import read_parquet
 from tests.conftest import REPO_ROOT, make_rows, run_stage, set_params
 
 INTENTS = sorted(["refund_request", "cancel_subscription", "delivery_status", "login_problem",
@@ -29,13 +30,13 @@ INTENTS = sorted(["refund_request", "cancel_subscription", "delivery_status", "l
 def write_raw(root: Path, texts: list[dict] | pd.DataFrame, labels: list[dict] | pd.DataFrame,
               champion: dict | None = None) -> None:
     """Raw Parquet files as ingest would write them (string columns), plus the champion pointer."""
-    for rows, rel in ((texts, validate.TEXTS), (labels, validate.LABELS)):
+    for rows, rel in ((texts, artifacts.RAW_TEXTS), (labels, artifacts.LABELS)):
         df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
         df = df.astype({c: "string" for c in df.columns if df[c].dtype == object})
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         df.to_parquet(root / rel, index=False)
     (root / "models").mkdir(exist_ok=True)
-    (root / validate.CHAMPION_POINTER).write_text(json.dumps({"champion": champion}))
+    (root / artifacts.CHAMPION_POINTER).write_text(json.dumps({"champion": champion}))
 
 
 def new_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
@@ -48,9 +49,9 @@ def run_raw(root: Path, monkeypatch: pytest.MonkeyPatch) -> validate.Report:
     """The raw validation in-process (no Data Docs: the CLI tests cover them)."""
     monkeypatch.chdir(root)
     params = load_params("validate", ValidateParams)
-    texts = validate.read_parquet(validate.TEXTS, "texts")
-    labels = validate.read_parquet(validate.LABELS, "labels")
-    report, _ = validate.validate_raw(texts, labels, params, validate.champion_dir())
+    texts = read_parquet(artifacts.RAW_TEXTS, "texts")
+    labels = read_parquet(artifacts.LABELS, "labels")
+    report, _ = validate.validate_raw(texts, labels, params, artifacts.champion_dir(require=False))
     return report
 
 
@@ -58,7 +59,7 @@ def only(report: validate.Report, check: str) -> validate.Outcome:
     """The one failing outcome; the stage would stop (StageError, exit 1) naming it."""
     assert report.failed_checks == [check]
     with pytest.raises(StageError, match=f"1 blocking data check\\(s\\) failed: {check}"):
-        validate._finish(report, validate.RAW_REPORTS)
+        validate._finish(report, artifacts.RAW_VALIDATION_DIR)
     (outcome,) = [o for o in report.failed if o.check == check]
     return outcome
 
@@ -93,14 +94,14 @@ def blank_run(cli_runs):
 def test_good_data_passes_and_writes_metrics(good_run) -> None:
     root, proc = good_run
     assert proc.returncode == 0, proc.stderr
-    metrics = json.loads((root / validate.METRICS).read_text())
+    metrics = json.loads((root / artifacts.DATA_METRICS).read_text())
     assert metrics["rows"] == {"texts": 120, "labels": 120, "labelled": 120, "unlabelled": 0}
     assert metrics["classes"] == dict.fromkeys(INTENTS, 20)
     assert metrics["checks"]["failed_blocking"] == 0
     assert metrics["drift"]["note"] == "no reference profile, drift not checked"
     assert metrics["label_set"]["source"].startswith("observed")
     assert 0 < metrics["text_length"]["p50"] <= metrics["text_length"]["max"]
-    summary = (root / validate.RAW_REPORTS / "summary.md").read_text()
+    summary = (root / artifacts.RAW_VALIDATION_DIR / "summary.md").read_text()
     assert summary.startswith("# Raw data validation: passed")
     assert "no reference profile, drift not checked" in summary
 
@@ -126,11 +127,11 @@ def test_blocking_failure_exits_non_zero_with_summary(blank_run) -> None:
     assert "FAIL texts.text_not_blank: expect_column_values_to_not_match_regex on texts.text: " \
            "2 of 120 row(s) unexpected; e.g. t00004='   ', t00008='\\t\\t'" in proc.stderr
     assert "1 blocking data check(s) failed: texts.text_not_blank" in proc.stderr
-    assert not (root / validate.METRICS).exists()
+    assert not (root / artifacts.DATA_METRICS).exists()
     assert not (root / "data/splits").exists()
-    results = json.loads((root / validate.RAW_REPORTS / "results.json").read_text())
+    results = json.loads((root / artifacts.RAW_VALIDATION_DIR / "results.json").read_text())
     assert results["success"] is False and results["failed"] == ["texts.text_not_blank"]
-    assert "**FAIL**" in (root / validate.RAW_REPORTS / "summary.md").read_text()
+    assert "**FAIL**" in (root / artifacts.RAW_VALIDATION_DIR / "summary.md").read_text()
 
 
 def docs_index(docs: Path) -> dict[str, tuple[str, str]]:
@@ -143,9 +144,9 @@ def docs_index(docs: Path) -> dict[str, tuple[str, str]]:
 
 def test_data_docs_list_suites_and_failures(good_run, blank_run) -> None:
     suites = ["raw.classes", "raw.labels", "raw.records", "raw.texts"]
-    good = docs_index(good_run[0] / validate.RAW_REPORTS / "data_docs")
+    good = docs_index(good_run[0] / artifacts.RAW_VALIDATION_DIR / "data_docs")
     assert good == {s: ("Success", good[s][1]) for s in suites}
-    docs = blank_run[0] / validate.RAW_REPORTS / "data_docs"
+    docs = blank_run[0] / artifacts.RAW_VALIDATION_DIR / "data_docs"
     bad = docs_index(docs)
     assert sorted(bad) == suites
     assert {s: v[0] for s, v in bad.items()} == {"raw.classes": "Success", "raw.labels": "Success",
@@ -277,10 +278,10 @@ def test_warning_mode_passes_and_records_the_warning(tmp_path: Path, monkeypatch
     write_raw(tmp_path, texts, labels)
     monkeypatch.chdir(tmp_path)
     validate.main_raw(load_params("validate", ValidateParams))  # no StageError: it passes
-    results = json.loads((tmp_path / validate.RAW_REPORTS / "results.json").read_text())
+    results = json.loads((tmp_path / artifacts.RAW_VALIDATION_DIR / "results.json").read_text())
     assert results["failed"] == []
     assert results["warnings"] == ["texts.text_not_blank", "texts.unlabelled"]
-    metrics = json.loads((tmp_path / validate.METRICS).read_text())
+    metrics = json.loads((tmp_path / artifacts.DATA_METRICS).read_text())
     assert metrics["checks"]["warnings"] == 2
     assert any(w.startswith("WARN texts.text_not_blank:") and "t00004='  '" in w
                for w in metrics["warnings"]), metrics["warnings"]
@@ -300,7 +301,7 @@ def test_unknown_warn_name_is_rejected(tmp_path: Path, monkeypatch) -> None:
 
 
 def _reference(tmp_path: Path, texts: list[dict], labels: list[dict]) -> None:
-    profile = validate.data_profile(pd.DataFrame(texts).astype("string"),
+    profile = artifacts.data_profile(pd.DataFrame(texts).astype("string"),
                                     pd.DataFrame(labels).astype("string"))
     (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "data/reference_profile.json").write_text(json.dumps(profile))
@@ -350,18 +351,18 @@ def test_drift_scores() -> None:
 def test_unreadable_parquet_fails_with_a_message(tmp_path: Path) -> None:
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     write_raw(tmp_path, *make_rows(20))
-    (tmp_path / validate.TEXTS).write_bytes(b"id,text\nnot,parquet\n")
+    (tmp_path / artifacts.RAW_TEXTS).write_bytes(b"id,text\nnot,parquet\n")
     proc = run_stage("validate", tmp_path)
     assert proc.returncode == 1
     assert "texts file could not be read as Parquet" in proc.stderr
     assert "where: data/raw/texts.parquet" in proc.stderr
-    assert not (tmp_path / validate.METRICS).exists()
+    assert not (tmp_path / artifacts.DATA_METRICS).exists()
 
 
 def test_missing_labels_file_fails(tmp_path: Path) -> None:
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     write_raw(tmp_path, *make_rows(20))
-    (tmp_path / validate.LABELS).unlink()
+    (tmp_path / artifacts.LABELS).unlink()
     proc = run_stage("validate", tmp_path)
     assert proc.returncode == 1 and "labels file not found" in proc.stderr
 
@@ -419,7 +420,7 @@ def test_splits_cli_fails_on_leakage(cli_runs) -> None:
     assert proc.returncode == 1
     assert "FAIL splits.normalised_leakage" in proc.stderr
     assert "1 blocking data check(s) failed: splits.normalised_leakage" in proc.stderr
-    index = docs_index(root / validate.SPLIT_REPORTS / "data_docs")
+    index = docs_index(root / artifacts.SPLIT_VALIDATION_DIR / "data_docs")
     assert {s: v[0] for s, v in index.items()} == {"splits.splits": "Failed",
                                                    "splits.split_classes": "Success"}
 
@@ -428,7 +429,7 @@ def test_gx_not_imported_by_profile_or_module_import() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, pandas as pd; from stages.validate import data_profile; "
+    code = ("import sys, pandas as pd; from stages.artifacts import data_profile; "
             "p = data_profile(pd.DataFrame({'id': ['a'], 'text': ['hi']}), "
             "pd.DataFrame({'id': ['a'], 'label': ['x']})); "
             "assert p['classes'] == {'x': 1}, p; "
