@@ -39,7 +39,7 @@ install: $(BIN)/.installed
 
 run: $(BIN)/.installed
 	$(BIN)/dvc repro
-	@$(BIN)/python -m stages.summary
+	@$(BIN)/python -m commands.summary
 
 # test files run in parallel worker processes (pytest-xdist), one file per worker at a time
 PYTEST_WORKERS ?= 2

@@ -1,4 +1,6 @@
-"""Orchestration around the DVC pipeline: the Prefect `retrain` flow (retrain.py), its deployments
-(prefect.yaml), the data-arrived event (notify.py) and the pull-request report
-(report.py). Flows hold no ML and this package imports nothing heavy: DVC stays the source of truth.
+"""Prefect flows only: the `retrain` flow (retrain.py) and its deployments (prefect.yaml).
+
+Flows orchestrate DVC (which stays the source of truth) and hold no ML; this package imports
+nothing heavy. Commands that are not flows (promote, predict, notify, the PR report) live in
+commands/.
 """

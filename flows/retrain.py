@@ -25,7 +25,7 @@ What the flow adds to DVC:
   artifact saying why (the GX summary / reports/gate.md); success leaves a metrics table and a
   candidate-vs-champion markdown artifact;
 - param overrides (``-S`` style) written to params.yaml on a run branch, and promotion: on a
-  passed pipeline ``python -m stages.promote`` runs on branch ``retrain/<date>-<run name>``, after
+  passed pipeline ``python -m commands.promote`` runs on branch ``retrain/<date>-<run name>``, after
   dvc.lock, params and metrics were committed there (never on main), ready for a pull request.
 """
 
@@ -344,8 +344,8 @@ def dvc_checkout(repo: str, timeout_s: int) -> None:
 
 @task(name="promote")
 def promote_candidate(repo: str, timeout_s: int) -> None:
-    """`python -m stages.promote`: copy the checkpoint to models/champion, dvc add, commit."""
-    stream_command([sys.executable, "-m", "stages.promote"], Path(repo), "promote", timeout_s,
+    """`python -m commands.promote`: copy the checkpoint to models/champion, dvc add, commit."""
+    stream_command([sys.executable, "-m", "commands.promote"], Path(repo), "promote", timeout_s,
                    get_run_logger())
 
 

@@ -434,7 +434,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     if not result["champion"]:
         lines += ["> **No champion yet** (first run): only the absolute checks ran. The champion "
                   "comparisons (regression, slices, significance) start after the first "
-                  "`python -m stages.promote`.", ""]
+                  "`python -m commands.promote`.", ""]
     lines += [f"## Headline ({h['test_rows']} test rows)", ""]
     paired = h.get("paired")
     if paired:

@@ -103,6 +103,13 @@ def run_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
+def run_command(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``python -m commands.<name>`` (promote, predict, ...), capturing its output."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", f"commands.{name}", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+
+
 def git_files() -> list[str]:
     """The repository's files as a clone would have them (tracked + new, not ignored)."""
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],

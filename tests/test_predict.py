@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO_ROOT, run_stage
+from tests.conftest import REPO_ROOT, run_command
 from tests.test_export import LONG_TEXT, MAX_LENGTH, build_project
 
 TEXTS = ["where is my package 123", "please refund the 42 charge", LONG_TEXT,
@@ -30,7 +30,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory, tiny_st_model_dir: Path
 
 
 def predict(cwd: Path, *args: str | Path) -> subprocess.CompletedProcess:
-    return run_stage("predict", cwd, *map(str, args))
+    return run_command("predict", cwd, *map(str, args))
 
 
 def test_scores_csv_end_to_end(model_path: Path, tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_predict_never_imports_torch(model_path: Path, tmp_path: Path) -> None:
     pd.DataFrame({"text": TEXTS}).to_csv(tmp_path / "in.csv", index=False)
     runner = (
         "import json, sys\n"
-        "from stages import predict\n"
+        "from commands import predict\n"
         "predict.main(sys.argv[1:])\n"
         "heavy = {'torch', 'transformers', 'sklearn', 'scipy', 'great_expectations', 'prefect'}\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"

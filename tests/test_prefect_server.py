@@ -1,6 +1,6 @@
 """Integration: a real `prefect server start` (127.0.0.1, temp SQLite), a process work pool and
 worker, the deployments created from the project's own prefect.yaml by `prefect deploy --all`,
-and runs started by `prefect deployment run` and by the data-arrived event (`flows.notify`).
+and runs started by `prefect deployment run` and by the data-arrived event (`commands.notify`).
 
 The checkout's dvc.yaml is cut down to `ingest`: the plumbing (deploy, schedule, trigger, worker,
 working directory, venv PATH) is under test here; the stages in the flow are tested in
@@ -132,11 +132,11 @@ def test_deployments_run_on_a_real_server_worker_and_event(pipeline_repo: Path,
         lock_1 = (repo / "dvc.lock").read_text()
         assert "ingest:" in lock_1
 
-        # 2. new data lands; `flows.notify` emits retrainer.data.arrived; the trigger runs it
+        # 2. new data lands; `commands.notify` emits retrainer.data.arrived; the trigger runs it
         texts, labels = make_rows(22, seed=1)
         write_csv(repo / "data/sample/texts.csv", texts)
         write_csv(repo / "data/sample/labels.csv", labels)
-        notify = subprocess.run([sys.executable, "-m", "flows.notify"], cwd=repo,
+        notify = subprocess.run([sys.executable, "-m", "commands.notify"], cwd=repo,
                                 env={**env, "PYTHONPATH": str(repo)}, capture_output=True,
                                 text=True, timeout=120)
         assert notify.returncode == 0, notify.stderr

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stages import promote
+from commands import promote
 from stages.common import StageError
 from stages.data import text_fingerprint
-from tests.conftest import dvc, run_stage, set_params
+from tests.conftest import dvc, run_command, set_params
 
 IDENTITY = {"GIT_AUTHOR_NAME": "Ada Tester", "GIT_AUTHOR_EMAIL": "ada@example.com",
             "GIT_COMMITTER_NAME": "Ada Tester", "GIT_COMMITTER_EMAIL": "ada@example.com"}
@@ -34,7 +34,7 @@ def test_refuses_after_a_failed_gate(workdir: Path) -> None:
     write_gate(workdir, False, ["min_macro_f1", "significance[not_worse]"])
     (workdir / "models").mkdir()
     (workdir / "models/champion.json").write_text('{"champion": null}\n')
-    proc = run_stage("promote", workdir)
+    proc = run_command("promote", workdir)
     assert proc.returncode == 1
     assert "gate FAILED (min_macro_f1, significance[not_worse])" in proc.stderr
     assert "refusing to promote" in proc.stderr and "--force" in proc.stderr
@@ -44,19 +44,19 @@ def test_refuses_after_a_failed_gate(workdir: Path) -> None:
 
 def test_force_needs_a_reason(workdir: Path) -> None:
     write_gate(workdir, False, ["min_macro_f1"])
-    proc = run_stage("promote", workdir, "--force")
+    proc = run_command("promote", workdir, "--force")
     assert proc.returncode == 1 and "--force needs --reason" in proc.stderr
 
 
 def test_refuses_without_a_gate_result(workdir: Path) -> None:
-    proc = run_stage("promote", workdir)
+    proc = run_command("promote", workdir)
     assert proc.returncode == 1 and "no gate result" in proc.stderr
 
 
 def test_refuses_a_gate_result_from_another_evaluation(workdir: Path, identity: None) -> None:
     write_gate(workdir, True)  # passed, but it records no hash of the current eval.json
     (workdir / "metrics/eval.json").write_text("{}")
-    proc = run_stage("promote", workdir)
+    proc = run_command("promote", workdir)
     assert proc.returncode == 1
     assert "was not computed from the current metrics/eval.json" in proc.stderr
 
@@ -156,7 +156,7 @@ def test_promote_then_rerun_uses_the_new_champion(pipeline_repo: Path,
     assert gate["passed"] and gate["champion"] is False
 
     monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(repo.parent / "dvc-site-cache"))
-    proc = run_stage("promote", repo)
+    proc = run_command("promote", repo)
     assert proc.returncode == 0, proc.stderr
     pointer = json.loads((repo / "models/champion.json").read_text())["champion"]
     assert pointer["path"] == "models/champion" and pointer["forced"] is False

@@ -1,7 +1,7 @@
 """promote: make the gated candidate the new champion (a command, never a DVC stage).
 
-    python -m stages.promote                          # only after a passed, current gate
-    python -m stages.promote --force --reason TEXT    # overrides a failed gate, on the record
+    python -m commands.promote                        # only after a passed, current gate
+    python -m commands.promote --force --reason TEXT  # overrides a failed gate, on the record
 
 Not a DVC stage because it writes what evaluate reads (models/champion.json): as a stage it would
 close a cycle. Steps, each refusing with a message when something is off:
@@ -26,76 +26,52 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stages.artifacts import CHAMPION_DIR as CHAMPION
+from stages.artifacts import (
+    CHAMPION_DVC,
+    CHAMPION_METRICS,
+    GATE_REPORT,
+    MODELS_GITIGNORE,
+    PREDICTIONS,
+    PROFILE_FILE,
+    TRAINING_DATA_FILE,
+    profile_of_ingested_data,
+    read_champion_pointer,
+    write_champion_pointer,
+)
+from stages.artifacts import CHAMPION_POINTER as POINTER
+from stages.artifacts import CHECKPOINT_DIR as CHECKPOINT
+from stages.artifacts import EVAL_METRICS as EVAL_JSON
+from stages.artifacts import GATE_HISTORY as HISTORY
+from stages.artifacts import GATE_METRICS as GATE_JSON
 from stages.common import StageError, get_logger, run_cli
-from stages.data import TRAINING_DATA_FILE
 from stages.io import read_json, sha256_file, write_json, write_text
+from stages.vcs import dvc, git_identity, git_try, head_commit, run
 
 log = get_logger(__name__)
 
-CHECKPOINT = Path("models/checkpoint")
-CHAMPION = Path("models/champion")
-CHAMPION_DVC = Path("models/champion.dvc")
-POINTER = Path("models/champion.json")
-MODELS_GITIGNORE = Path("models/.gitignore")
-HISTORY = Path("reports/gate_history.jsonl")
-GATE_JSON = Path("metrics/gate.json")
-EVAL_JSON = Path("metrics/eval.json")
-PREDICTIONS = Path("data/predictions/test.parquet")
-TEXTS = Path("data/raw/texts.parquet")
-LABELS = Path("data/labels/labels.parquet")
 # files a promotion changes (and commits); restored byte for byte if it fails half way
 TRACKED = (CHAMPION_DVC, POINTER, MODELS_GITIGNORE, HISTORY)
-
-
-def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise StageError(f"{what} failed (exit {proc.returncode}): "
-                         f"{(proc.stderr or proc.stdout).strip()[-2000:]}",
-                         where=" ".join(cmd[:4]) + (" ..." if len(cmd) > 4 else ""))
-    return proc
-
-
-def dvc(*args: str, what: str) -> subprocess.CompletedProcess:
-    """The DVC of this Python environment (the one the pipeline runs with)."""
-    return _run([sys.executable, "-m", "dvc", *args], what)
-
-
-def git_identity() -> str:
-    """``Name <email>`` as git will record it (config or GIT_AUTHOR_* environment)."""
-    proc = subprocess.run(["git", "var", "GIT_AUTHOR_IDENT"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise StageError("git has no user identity, so the promotion cannot be committed",
-                         where="git config", fix="git config user.name 'Your Name' && "
-                                                 "git config user.email you@example.com")
-    return proc.stdout.strip().rsplit(" ", 2)[0]
-
-
-def head_commit() -> str | None:
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def check_gate(gate: dict[str, Any], force: bool, reason: str | None) -> None:
     """Refuse a failed gate unless forced, and a force without a reason."""
     if force and not (reason or "").strip():
         raise StageError("--force needs --reason TEXT: a forced promotion is recorded with why",
-                         fix="python -m stages.promote --force --reason 'hotfix for ...'")
+                         fix="python -m commands.promote --force --reason 'hotfix for ...'")
     if gate.get("passed") is True:
         return
     failed = ", ".join(gate.get("failed") or []) or "unknown checks"
     if not force:
         raise StageError(f"the gate FAILED ({failed}): refusing to promote this candidate",
-                         where=f"{GATE_JSON}, reports/gate.md",
+                         where=f"{GATE_JSON}, {GATE_REPORT}",
                          fix="fix the model or data and `dvc repro`; to override on the record: "
-                             "python -m stages.promote --force --reason TEXT")
+                             "python -m commands.promote --force --reason TEXT")
     log.warning("FORCING promotion despite a failed gate (%s): %s", failed, reason)
 
 
@@ -108,8 +84,8 @@ def check_current(gate: dict[str, Any], force: bool) -> None:
                              where=str(GATE_JSON), fix="run `dvc repro gate` and check the report")
     # a failed gate is never recorded in dvc.lock, so --force can only ask for evaluate
     target = "evaluate" if force else "gate"
-    proc = dvc("status", "--with-deps", "--json", target, what=f"dvc status {target}")
-    changed = json.loads(proc.stdout or "{}")
+    changed = json.loads(dvc("status", "--with-deps", "--json", target,
+                             what=f"dvc status {target}") or "{}")
     if changed:
         raise StageError(f"the pipeline is not up to date for '{target}': changed "
                          f"{sorted(changed)}; the gate result may describe another model",
@@ -121,18 +97,6 @@ def headline(ev: dict[str, Any]) -> dict[str, Any]:
     c = ev["candidate"]
     return {"macro_f1": c["macro_f1"], "accuracy": c["accuracy"],
             "weighted_f1": c.get("weighted_f1"), "test_rows": ev.get("test_rows", c.get("n"))}
-
-
-def data_profile() -> dict[str, Any]:
-    """The training-data profile validate will compare future data with (stages.validate)."""
-    import pandas as pd
-
-    from stages.validate import data_profile as profile
-
-    for path in (TEXTS, LABELS):
-        if not path.is_file():
-            raise StageError("ingested data not found", where=str(path), fix="run `dvc repro`")
-    return profile(pd.read_parquet(TEXTS), pd.read_parquet(LABELS))
 
 
 def build_champion(dest: Path, ev: dict[str, Any], profile: dict[str, Any]) -> None:
@@ -147,9 +111,9 @@ def build_champion(dest: Path, ev: dict[str, Any], profile: dict[str, Any]) -> N
                          fix="re-train with this version (`dvc repro`), then promote")
     # follows DVC cache links: the champion owns real files, its training-data fingerprint included
     shutil.copytree(CHECKPOINT, dest)
-    write_json(dest / "metrics.json", {"test_rows": ev.get("test_rows"), "labels": ev["labels"],
+    write_json(dest / CHAMPION_METRICS, {"test_rows": ev.get("test_rows"), "labels": ev["labels"],
                                        **ev["candidate"]})
-    write_json(dest / "data_profile.json", profile)
+    write_json(dest / PROFILE_FILE, profile)
 
 
 def commit_message(record: dict[str, Any], gate: dict[str, Any]) -> str:
@@ -168,7 +132,7 @@ def install(ev: dict[str, Any], gate: dict[str, Any], profile: dict[str, Any], f
             reason: str | None, identity: str) -> dict[str, Any]:
     """Swap the new champion in, dvc add, write pointer and history, commit; or undo it all."""
     saved = {p: (p.read_bytes() if p.is_file() else None) for p in TRACKED}
-    previous = read_json(POINTER).get("champion") if POINTER.is_file() else None
+    previous = read_champion_pointer(POINTER)
     record = {"path": CHAMPION.as_posix(),
               "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "commit": head_commit(), "forced": force,
@@ -189,7 +153,7 @@ def install(ev: dict[str, Any], gate: dict[str, Any], profile: dict[str, Any], f
         os.replace(work / "new", CHAMPION)
         log.info("dvc add %s", CHAMPION)
         dvc("add", CHAMPION.as_posix(), what="dvc add models/champion")
-        write_json(POINTER, {"champion": record})
+        write_champion_pointer(record, POINTER)
         history = saved[HISTORY].decode("utf-8") if saved[HISTORY] else ""
         entry = {**record, "failed_checks": gate.get("failed") or [],
                  "previous": previous and {"promoted_at": previous.get("promoted_at"),
@@ -197,9 +161,9 @@ def install(ev: dict[str, Any], gate: dict[str, Any], profile: dict[str, Any], f
         write_text(HISTORY, history + json.dumps(entry) + "\n")
         paths = [p.as_posix() for p in TRACKED if p.is_file()]
         staged = paths
-        _run(["git", "add", "--", *paths], "git add")
-        _run(["git", "commit", "-q", "-m", commit_message(record, gate), "--", *paths],
-             "git commit")
+        run(["git", "add", "--", *paths], "git add")
+        run(["git", "commit", "-q", "-m", commit_message(record, gate), "--", *paths],
+            "git commit")
     except BaseException:
         log.error("promotion failed: restoring the previous champion")
         _rollback(saved, backup if swapped else None, staged)
@@ -223,7 +187,7 @@ def _rollback(saved: dict[Path, bytes | None], backup: Path | None, staged: list
         else:
             path.write_bytes(content)
     if staged:  # un-stage what this run staged; the index goes back to HEAD for these paths
-        subprocess.run(["git", "restore", "--staged", "--", *staged], capture_output=True)
+        git_try("restore", "--staged", "--", *staged)
 
 
 def promote(force: bool = False, reason: str | None = None) -> dict[str, Any]:
@@ -238,12 +202,12 @@ def promote(force: bool = False, reason: str | None = None) -> dict[str, Any]:
     check_current(gate, force)
     ev = read_json(EVAL_JSON)
     log.info("profiling the training data for the champion")
-    profile = data_profile()
+    profile = profile_of_ingested_data()
     return install(ev, gate, profile, force, reason, identity)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.promote", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m commands.promote", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--force", action="store_true",
                         help="promote even though the gate failed (recorded with who and why)")

@@ -1,7 +1,7 @@
 """notify: tell Prefect that new data arrived, so the `on-data-arrived` deployment retrains.
 
-    python -m flows.notify                       # emit retrainer.data.arrived once
-    python -m flows.notify --watch [--interval 60]  # poll ingest.source; emit when it changes
+    python -m commands.notify                       # emit retrainer.data.arrived once
+    python -m commands.notify --watch [--interval 60]  # poll ingest.source; emit when it changes
 
 Call the first form at the end of whatever lands new texts or labels (an export job, a labelling
 tool's webhook, cron); use ``--watch`` when nothing can call you. The event's resource is
@@ -104,7 +104,7 @@ def watch(repo: Path, interval: float, max_events: int | None = None) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m flows.notify", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m commands.notify", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo-dir", default=".", help="the checkout (its params.yaml)")
     parser.add_argument("--watch", action="store_true", help="poll ingest.source for changes")

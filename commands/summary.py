@@ -8,25 +8,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stages import artifacts
+
 ARTIFACTS = [
-    ("checkpoint (safetensors + tokenizer + manifest)", "models/checkpoint"),
-    ("ONNX model, fp32", "models/onnx/model.onnx"),
-    ("ONNX model, int8 (ships)", "models/onnx/model.int8.onnx"),
-    ("test predictions", "data/predictions/test.parquet"),
-    ("gate report", "reports/gate.md"),
-    ("validation report (Data Docs)", "reports/validation/raw"),
-    ("confusion matrix", "plots/confusion.png"),
-    ("latency comparison", "plots/latency.png"),
+    ("checkpoint (safetensors + tokenizer + manifest)", artifacts.CHECKPOINT_DIR),
+    ("ONNX model, fp32", artifacts.ONNX_FP32_PATH),
+    ("ONNX model, int8 (ships)", artifacts.ONNX_INT8_PATH),
+    ("test predictions", artifacts.PREDICTIONS),
+    ("gate report", artifacts.GATE_REPORT),
+    ("validation report (Data Docs)", artifacts.RAW_VALIDATION_DIR),
+    ("confusion matrix", artifacts.CONFUSION_PNG),
+    ("latency comparison", artifacts.LATENCY_PNG),
 ]
 
 
-def _load(path: str) -> dict:
-    p = Path(path)
-    return json.loads(p.read_text()) if p.is_file() else {}
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def main() -> None:
-    ev = _load("metrics/eval.json")
+    ev = _load(artifacts.EVAL_METRICS)
     rows = []
     if ev:
         rows.append(("candidate (fine-tuned)", ev["candidate"]))
@@ -37,10 +38,10 @@ def main() -> None:
         print(f"{'model':<28} {'accuracy':>9} {'macro-F1':>9} {'weighted-F1':>12}")
         for name, m in rows:
             print(f"{name:<28} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f} {m['weighted_f1']:>12.4f}")
-    gate = _load("metrics/gate.json")
+    gate = _load(artifacts.GATE_METRICS)
     if gate:
-        print(f"\nGate: {'PASSED' if gate.get('passed') else 'FAILED'} (reports/gate.md)")
-    train = _load("metrics/train.json")
+        print(f"\nGate: {'PASSED' if gate.get('passed') else 'FAILED'} ({artifacts.GATE_REPORT})")
+    train = _load(artifacts.TRAIN_METRICS)
     if train:
         print(f"Training: {train['wall_time_s']} s on {train['device']}, "
               f"{train['samples_per_s']} samples/s, best epoch {train['best_epoch']} of "
@@ -48,7 +49,7 @@ def main() -> None:
               f"{' (early stop)' if train.get('stopped_early') else ''}")
     print("\nArtifacts:")
     for what, path in ARTIFACTS:
-        if Path(path).exists():
+        if path.exists():
             print(f"  {what:<48} {path}")
     print("\nMore: dvc metrics show | dvc plots show | dvc dag")
 

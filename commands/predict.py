@@ -1,6 +1,6 @@
 """Score a CSV of texts with the exported ONNX model: the one way to use the shipped artifact.
 
-    python -m stages.predict --model models/onnx/model.int8.onnx --input in.csv --output out.csv
+    python -m commands.predict --model models/onnx/model.int8.onnx --input in.csv --output out.csv
 
 Reads the ``text`` column (and keeps ``id`` when present, else the text), writes ``label`` and
 one ``prob_<class>`` column per class, in the input's row order, atomically. The tokenizer
@@ -20,13 +20,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stages import artifacts
 from stages.common import StageError, get_logger, run_cli
 
 log = get_logger(__name__)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__.split(
+    parser = argparse.ArgumentParser(prog="python -m commands.predict", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path,
                         help="ONNX model file, e.g. models/onnx/model.int8.onnx")
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.model.is_file():
         raise StageError(f"model not found: {args.model}",
                          fix="run `dvc repro quantize` (or `dvc pull`) to get "
-                         "models/onnx/model.int8.onnx, or pass --model")
+                         f"{artifacts.ONNX_INT8_PATH}, or pass --model")
     start = time.perf_counter()
     df = read_texts(args.input)
     log.info("read %d rows from %s", len(df), args.input)
