@@ -1,0 +1,1 @@
+"""Commands that are not DVC stages: promote, predict, summary, notify, the PR report."""
