@@ -48,7 +48,7 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 report: $(BIN)/.installed
-	$(BIN)/python -m flows.report --base $(BASE) --head $(HEAD) --out reports/pr.md
+	$(BIN)/python -m commands.report --base $(BASE) --head $(HEAD) --out reports/pr.md
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""flows.report against a real git + DVC repository, and the CI workflow that posts it.
+"""commands.report against a real git + DVC repository, and the CI workflow that posts it.
 
 The repository is built by hand (no training): three commits with metrics, plot CSVs, params and
 DVC-tracked texts/labels/predictions, so the report runs DVC's real metrics/params diff and reads
@@ -17,6 +17,8 @@ import json
 import os
 import re
 import shlex
+import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -132,7 +134,7 @@ def review_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 def run_report(repo: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
            "DVC_SITE_CACHE_DIR": str(repo.parent / "dvc-site-cache")}
-    return subprocess.run([sys.executable, "-m", "flows.report", *args], cwd=repo, env=env,
+    return subprocess.run([sys.executable, "-m", "commands.report", *args], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -165,6 +167,7 @@ def test_report_base_to_workspace(review_repo: dict) -> None:
 
     # params: only the changed ones
     params = section(md, "Params (changed only)")
+    assert "In `params.yaml`:" in params
     assert "`train.learning_rate`" in params and "3e-05" in params
     assert "`train.epochs`" in params
     assert "batch_size" not in params and "split." not in params
@@ -186,27 +189,28 @@ def test_report_base_to_workspace(review_repo: dict) -> None:
     assert listed == RELABELLED
     for i in RELABELLED:
         line = next(x for x in table.splitlines() if f"`{i}`" in x)
-        assert f"| {base_lab[i]} | {head_lab[i]} |" in line
-    assert "| refund_request | 12 | 15 | +3 |" in data  # class distribution before/after
+        assert f"| `{base_lab[i]}` | `{head_lab[i]}` |" in line
+    assert "| `refund_request` | 12 | 15 | +3 |" in data  # class distribution before/after
 
-    # plots: two different confusion images, each rendered from its own revision's CSV
-    base_png = repo / "reports/pr-plots/confusion-base.png"
-    head_png = repo / "reports/pr-plots/confusion-head.png"
-    assert base_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert base_png.read_bytes() != head_png.read_bytes()
-    plots = section(md, "Plots (base | head)")
+    # plots: one figure per comparison (base and head on shared axes), 800 px wide for a PR
+    # column, each side rendered from its own revision's CSV
+    plots = section(md, "Plots (base vs head)")
+    for name in ("confusion", "per_class_f1", "train_epochs"):
+        png = (repo / f"reports/pr-plots/{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">I", png[16:20])[0] == 800, f"{name}.png is not 800 px wide"
+        assert f"](pr-plots/{name}.png)" in plots
+    assert not list((repo / "reports/pr-plots").glob("*-base.png"))
     old_sha = hashlib.sha256(show(repo, c1, "plots/confusion.csv")).hexdigest()[:12]
     new_sha = hashlib.sha256((repo / "plots/confusion.csv").read_bytes()).hexdigest()[:12]
     assert old_sha != new_sha
-    captions = next(x for x in plots.splitlines() if "`plots/confusion.csv` @" in x)
-    assert captions.index(f"@ {c1[:8]}, sha256 {old_sha}") < captions.index(
-        f"@ workspace, sha256 {new_sha}")
-    assert "](pr-plots/confusion-base.png)" in plots
-    assert "](pr-plots/confusion-head.png)" in plots
+    captions = next(x for x in plots.splitlines() if "`plots/confusion.csv` —" in x)
+    assert captions.index(f"base @ {c1[:8]}, sha256 {old_sha}") < captions.index(
+        f"head @ workspace, sha256 {new_sha}")
 
-    # reproduce: the exact revisions
+    # reproduce: the exact revisions, with `--` so no revision can be read as an option
     repro = section(md, "Reproduce")
-    assert f"git checkout {c1}" in repro and f"dvc metrics diff {c1}" in repro
+    assert f"git switch --detach -- {c1}" in repro and f"dvc metrics diff {c1}" in repro
 
 
 def test_report_base_without_metrics_is_new(review_repo: dict) -> None:
@@ -221,20 +225,25 @@ def test_report_base_without_metrics_is_new(review_repo: dict) -> None:
     # data at both old commits read through dvc.api (the workspace is not involved)
     assert "data/labels/labels.parquet` (dvc," in md
     assert "relabelled (same id, new label): **3**" in md
-    assert "not on this side" in section(md, "Plots (base | head)")
-    assert (repo / "out/first-plots/confusion-head.png").is_file()
-    assert not (repo / "out/first-plots/confusion-base.png").exists()
+    plots = section(md, "Plots (base vs head)")
+    assert "base: not on this side (absent)" in plots and f"head @ {c2[:8]}" in plots
+    assert (repo / "out/first-plots/confusion.png").is_file()
 
 
 def test_unknown_revision_is_a_clear_error(review_repo: dict) -> None:
     repo = review_repo["repo"]
     proc = run_report(repo, "--base", "no-such-branch", "--out", "reports/x.md")
     assert proc.returncode == 1
-    assert "ERROR [flows.report]: unknown git revision 'no-such-branch' (--base)" in proc.stderr
+    assert "ERROR [commands.report]: unknown git revision 'no-such-branch' (--base)" in proc.stderr
     assert "fetch-depth: 0" in proc.stderr
     assert not (repo / "reports/x.md").exists()
 
-    from flows.report import build_report
+    # a revision that looks like an option is a (missing) name, never passed to git as an option
+    proc = run_report(repo, "--base=--output=/tmp/pwned", "--out", "reports/x.md")
+    assert proc.returncode == 1 and "unknown git revision '--output=/tmp/pwned'" in proc.stderr
+    assert not (repo / "reports/x.md").exists()
+
+    from commands.report import build_report
 
     with pytest.raises(StageError, match="unknown git revision 'HEAD~9'"):
         build_report(review_repo["c1"], "HEAD~9", repo / "reports/y.md", root=repo)
@@ -287,13 +296,115 @@ def test_workflow_parses_and_uses_only_what_exists() -> None:
             if word not in seen_targets and re.fullmatch(
                     r"[\w.-]+/[\w./-]+\.\w+|[\w.-]+\.(txt|yaml|lock)", word):
                 assert (REPO_ROOT / word).exists() or word in produced, word
-    assert "flows.report" in seen_modules and seen_targets
+    assert "commands.report" in seen_modules and seen_targets
     assert "--base" in text and "dvc pull" in text and "dvc status" in text
     assert "metrics/gate.json" in text                       # the gate decides the check
 
     # secrets come in through the environment and every one is documented
     secrets = set(re.findall(r"secrets\.(\w+)", WORKFLOW.read_text()))
     assert secrets, "the DVC remote credentials come from secrets"
-    docs = (REPO_ROOT / "README.md").read_text()
+    docs = (REPO_ROOT / "docs/review.md").read_text()
     assert all(s in docs for s in secrets - {"GITHUB_TOKEN"})
     assert "secrets." not in text                            # never interpolated into commands
+
+
+def test_workflow_is_hardened() -> None:
+    """Pinned actions, no persisted token, secrets only on the steps that talk to the remote."""
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    steps = [s for job in wf["jobs"].values() for s in job["steps"]]
+    for step in steps:
+        if "uses" in step:                                   # a tag can be moved, a SHA cannot
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+    checkout = next(s for s in steps if s["uses"].startswith("actions/checkout@"))
+    assert checkout["with"]["persist-credentials"] is False
+    assert "secrets." not in json.dumps(wf.get("env", {}))
+    assert all("secrets." not in json.dumps(job.get("env", {})) for job in wf["jobs"].values())
+    with_secrets = [s for s in steps if "secrets." in json.dumps(s)]
+    assert with_secrets and all("dvc pull" in s["run"] or "commands.report" in s["run"]
+                                for s in with_secrets)
+
+
+# ------------------------------------------------------------------------------- PR-comment safety
+
+HOSTILE = ("@octocat @org/team see ![x](https://evil.example/p.png) <img src=x onerror=alert(1)> "
+           "[click](https://evil.example) <script>alert(1)</script> `tick` | pipe\nnew row "
+           "#12 org/repo#34 www.evil.example **bold**")
+
+
+@pytest.fixture(scope="module")
+def hostile_repo(review_repo: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A copy of the review repository whose working tree relabels a row with a hostile text,
+    label and annotator (what a customer or a labelling tool may well write)."""
+    import pandas as pd
+
+    repo = tmp_path_factory.mktemp("hostile") / "repo"
+    shutil.copytree(review_repo["repo"], repo, symlinks=True)
+    texts = pd.read_parquet(repo / "data/raw/texts.parquet")
+    texts.loc[texts["id"] == "t00002", "text"] = HOSTILE
+    texts.to_parquet(repo / "data/raw/texts.parquet", index=False)
+    labels = pd.read_parquet(repo / "data/labels/labels.parquet")
+    labels.loc[labels["id"] == "t00002", "label"] = "@admin <b>x</b> `y` |z"
+    labels["annotator"] = "![a](https://evil.example/a.png)"
+    labels.to_parquet(repo / "data/labels/labels.parquet", index=False)
+    return {**review_repo, "repo": repo}
+
+
+def unsafe_markup(md: str) -> list[str]:
+    """What would render as more than plain text on GitHub, outside code spans."""
+    prose = re.sub(r"(`+)(.+?)\1", "", md)                  # code spans render nothing
+    prose = re.sub(r"!\[\w+: base vs head\]\([\w-]+/\w+\.png\)", "", prose)  # our own plots
+    found = []
+    for pattern in (r"(?<![\\])@\w", r"(?<![\\])!\[", r"(?<![\\])\]\(", r"(?<![\\])<(?:img|script|b)\b",
+                    r"https?://", r"(?<![\w\\])www\.", r"(?<![\\])#\d"):
+        found += re.findall(pattern, prose)
+    return found
+
+
+def test_texts_hidden_by_default(hostile_repo: dict) -> None:
+    import pandas as pd
+
+    from stages.data import text_fingerprint
+
+    repo = hostile_repo["repo"]
+    assert yaml.safe_load((repo / "params.yaml").read_text())["report"]["show_texts"] is False
+    proc = run_report(repo, "--base", hostile_repo["c1"], "--out", "reports/pr.md")
+    assert proc.returncode == 0, proc.stderr
+    md = (repo / "reports/pr.md").read_text()
+    data = section(md, "Data and labels")
+    assert "Texts are not quoted" in data and "| id | text hash |" in data
+    row = next(x for x in data.splitlines() if x.startswith("| `t00002` |"))
+    assert f"`{text_fingerprint(HOSTILE)}`" in row             # the text's hash, not the text
+    assert "octocat" not in md and "evil.example/p.png" not in md
+    texts = pd.read_parquet(repo / "data/raw/texts.parquet").set_index("id")["text"]
+    for i in RELABELLED:                                     # no relabelled text is quoted
+        assert texts[i][:30] not in md, f"text of {i} quoted"
+    assert unsafe_markup(md) == [], unsafe_markup(md)
+
+
+def test_pr_comment_escapes_markdown_injection(hostile_repo: dict) -> None:
+    repo = hostile_repo["repo"]
+    set_params(repo, {"report": {"show_texts": True}})
+    try:
+        proc = run_report(repo, "--base", hostile_repo["c1"], "--out", "reports/shown.md")
+    finally:
+        set_params(repo, {"report": {"show_texts": False}})
+    assert proc.returncode == 0, proc.stderr
+    md = (repo / "reports/shown.md").read_text()
+    data = section(md, "Data and labels")
+    assert "Texts are quoted (escaped)" in data
+    row = next(x for x in data.splitlines() if x.startswith("| `t00002` |"))
+    # the text is there, readable, but inert: no mention, image, link, HTML or emphasis
+    assert "octocat" in row and "evil" in row
+    assert "\\!\\[x\\]\\(" in row and "\\<img src" in row     # shown literally
+    assert unsafe_markup(md) == [], unsafe_markup(md)
+    # one table row: the newline did not start a new row, the pipes did not add cells
+    cells = re.split(r"(?<!\\)\|", row)[1:-1]
+    assert len(cells) == 5, cells                            # id, text, base, head, annotator
+    assert cells[3].strip() == "``@admin <b>x</b> `y` \\|z``"  # a code span: shown as written
+
+    # the whole text, unshortened, as one inert table cell
+    from commands.report import escape_markdown, table
+
+    one = table(["text"], [[escape_markdown(HOSTILE)]])[2]
+    assert len(re.split(r"(?<!\\)\|", one)) == 3 and "new row" in one and "**bold" not in one
+    assert unsafe_markup(one) == [], unsafe_markup(one)

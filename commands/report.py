@@ -1,6 +1,6 @@
 """report: one markdown review of a retrain, base revision -> head, for a pull request.
 
-    python -m flows.report --base main [--head workspace|<rev>] --out reports/pr.md
+    python -m commands.report --base main [--head workspace|<rev>] --out reports/pr.md
 
 A reviewer wants one page that says what changed and why the gate said what it said: the metric
 diff (with a confidence interval where one exists), the changed params, the gate verdict and its
@@ -13,8 +13,13 @@ plots rendered as PNG files next to the markdown (`dvc plots diff` renders HTML 
 Every file is read at the revision it belongs to: git-tracked files with `git show <rev>:<path>`,
 DVC-tracked ones with `dvc.api.read(path, rev=...)` (local cache, else the DVC remote), and the
 working tree from disk when ``--head workspace``. Nothing is read from anywhere else, so the
-report works offline and locally as well as in CI. This module lives in flows/ but imports no
-Prefect: it must stay fast (a few seconds).
+report works offline and locally as well as in CI, in a few seconds (no Prefect, no torch).
+
+The report is meant to be posted on a (possibly public) pull request, so it never quotes a
+customer text unless ``report.show_texts`` is true in params.yaml: rows are shown by id and text
+hash. Every value that comes from the data (ids, labels, annotators, texts) is escaped so that it
+renders as plain text: no @-mention, no image or link, no HTML, no table broken by a pipe or a
+newline.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ import argparse
 import hashlib
 import io
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stages.common import StageError, get_logger, run_cli
+from stages import artifacts
+from stages.common import StageError, get_logger, load_params, run_cli
 from stages.io import atomic_path, write_text
 
 if TYPE_CHECKING:
@@ -37,30 +44,183 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 WORKSPACE = "workspace"
-METRIC_FILES = ("metrics/eval.json", "metrics/gate.json", "metrics/data.json", "metrics/train.json",
-                "metrics/parity.json", "metrics/quantize.json", "metrics/export.json")
-# (file, flattened key) -> title, in the order of the headline table
+METRIC_FILES = tuple(str(p) for p in (
+    artifacts.EVAL_METRICS, artifacts.GATE_METRICS, artifacts.DATA_METRICS, artifacts.TRAIN_METRICS,
+    artifacts.PARITY_METRICS, artifacts.QUANTIZE_METRICS, artifacts.EXPORT_METRICS))
+EVAL, GATE, TRAIN, EXPORT = (str(p) for p in (artifacts.EVAL_METRICS, artifacts.GATE_METRICS,
+                                               artifacts.TRAIN_METRICS, artifacts.EXPORT_METRICS))
+# (file, flattened key) -> short title, in the order of the headline table (a PR column is narrow)
 HEADLINE = {
-    ("metrics/eval.json", "candidate.macro_f1"): "macro-F1 (candidate, test split)",
-    ("metrics/eval.json", "candidate.accuracy"): "accuracy (candidate, test split)",
-    ("metrics/eval.json", "candidate.weighted_f1"): "weighted-F1 (candidate, test split)",
-    ("metrics/eval.json", "baselines.tfidf_logreg.macro_f1"): "macro-F1 (TF-IDF baseline)",
-    ("metrics/train.json", "best_val_macro_f1"): "best validation macro-F1 (training)",
-    ("metrics/export.json", "ratios.int8_vs_torch_p50_speedup"): "int8 vs PyTorch p50 speed-up",
+    (EVAL, "candidate.macro_f1"): "macro-F1",
+    (EVAL, "candidate.accuracy"): "accuracy",
+    (EVAL, "candidate.weighted_f1"): "weighted-F1",
+    (EVAL, "baselines.tfidf_logreg.macro_f1"): "TF-IDF macro-F1",
+    (TRAIN, "best_val_macro_f1"): "best val macro-F1",
+    (EXPORT, "ratios.int8_vs_torch_p50_speedup"): "int8 speed-up",
 }
-TEXTS = "data/raw/texts.parquet"
-LABELS = "data/labels/labels.parquet"
-PREDICTIONS = "data/predictions/test.parquet"
-TRAINING_DATA = "models/checkpoint/training_data.json"
-GATE_MD = "reports/gate.md"
-# name, git-tracked CSV (cache: false), title
-PLOTS = (("confusion", "plots/confusion.csv", "Confusion matrix (test split, candidate)"),
-         ("per_class_f1", "plots/per_class_f1.csv", "Per-class F1 (test split, candidate)"),
-         ("train_epochs", "plots/train_epochs.csv", "Training curves by epoch"),
-         ("latency", "plots/latency.csv", "Latency p50 at batch 1"))
+TEXTS = str(artifacts.RAW_TEXTS)
+LABELS = str(artifacts.LABELS)
+PREDICTIONS = str(artifacts.PREDICTIONS)
+TRAINING_DATA = str(artifacts.CHECKPOINT_DIR / artifacts.TRAINING_DATA_FILE)
+GATE_MD = str(artifacts.GATE_REPORT)
+# name, git-tracked CSV (cache: false), title of its base-vs-head figure
+PLOTS = (("confusion", str(artifacts.CONFUSION_CSV), "Confusion matrix (test split, candidate)"),
+         ("per_class_f1", str(artifacts.PER_CLASS_CSV), "Per-class F1 (test split, candidate)"),
+         ("train_epochs", str(artifacts.TRAIN_EPOCHS_CSV), "Training curves by epoch"),
+         ("latency", str(artifacts.LATENCY_CSV), "Latency p50 at batch 1"))
 MAX_EXAMPLES = 10        # example rows per data-diff table
 MAX_DETAIL_ROWS = 200    # rows per metric file in the collapsed full diff
 BOOTSTRAP_RESAMPLES = 1000
+FIG_WIDTH_IN, FIG_DPI = 8.0, 100   # 800 px: a PR comment column shows it at full size
+FONT = 10
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    """``report:`` in params.yaml."""
+
+    # quote the texts of added / removed / relabelled rows in the report. Off by default: the
+    # report goes into a pull request, which may be public, and texts are customer data. Off,
+    # rows are shown by id and text hash (the fingerprint checkpoints store in training_data.json).
+    show_texts: bool = False
+
+
+# ==================================================================================================
+# Report-local helpers: number formatting, markdown tables, escaping, git. The shared formatting /
+# table / git helpers land in their own modules at the merge; these are the ones to swap, in one
+# block so that the swap is one edit: fmt, signed, ci_text, relative, delta, pct, cell, table,
+# git, digest, read_table_bytes. escape_markdown, code and defuse_markdown are the report's
+# security boundary (PR comments) and stay here.
+# ==================================================================================================
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.4g}"
+    return str(value)
+
+
+def signed(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:+.4f}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:+.4g}"
+    return f"{value:+d}"
+
+
+def ci_text(ci: list[float] | None) -> str:
+    return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "—"
+
+
+def relative(old: Any, new: Any) -> float | None:
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new)):
+        return None
+    return (new - old) / abs(old) if old else None
+
+
+def delta(old: Any, new: Any) -> Any:
+    if old is None and new is not None:
+        return "new"
+    if new is None and old is not None:
+        return "removed"
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new)):
+        return signed(new - old)
+    return "changed" if old != new else "0"
+
+
+def pct(old: Any, new: Any) -> str:
+    rel = relative(old, new)
+    return "—" if rel is None else f"{rel:+.1%}"
+
+
+def cell(text: Any) -> str:
+    """A value safe inside a markdown table cell: no pipe ends the cell, no newline the row."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).replace("|", "\\|")
+
+
+def table(header: list[str], rows: list[list[Any]], align: str | None = None) -> list[str]:
+    align = align or "l" + "r" * (len(header) - 1)
+    marks = ["---:" if a == "r" else ":---:" if a == "c" else "---" for a in align]
+    return (["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+            + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])
+
+
+def git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True)
+
+
+def digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:12]
+
+
+def read_table_bytes(raw: bytes, path: str) -> pd.DataFrame:
+    import pandas as pd
+
+    buf = io.BytesIO(raw)
+    if path.endswith(".parquet"):
+        return pd.read_parquet(buf)
+    if path.endswith((".jsonl", ".json")):
+        return pd.read_json(buf, lines=True, dtype=False)
+    return pd.read_csv(buf, dtype=str, keep_default_na=False, na_values=[""])
+
+
+# Characters that start markdown syntax (CommonMark + GFM: emphasis, code, links, images, headings,
+# lists, strikethrough, autolinks, HTML tags and entities); each is backslash-escaped. The pipe is
+# left to table(), which escapes it in every cell (escaping it twice would end the cell).
+_MD_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!~<>&:;\"'=$%^])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2069]")
+ZWSP = "\u200b"  # breaks @-mentions, #references and bare URLs without changing what one reads
+
+
+def _defang(text: str) -> str:
+    """Break what GitHub links from plain text: @user / @org/team mentions, #123 and org/repo#123
+    references (they notify people and other repositories) and bare URLs (autolinks)."""
+    text = re.sub(r"@(?=\w)", "@" + ZWSP, text)
+    text = re.sub(r"#(?=\w)", "#" + ZWSP, text)
+    text = re.sub(r"(?i)\b(https?|ftp|file|mailto|www)(?=[:.])", lambda m: m.group(1) + ZWSP, text)
+    return text
+
+
+def escape_markdown(text: Any, width: int | None = None) -> str:
+    """``text`` as inert plain text for a markdown table cell (table() escapes its pipes): one
+    line, no markup, no HTML, no mention, no link or image; shortened to ``width`` characters."""
+    text = "" if text is None or text != text else _CONTROL.sub("", str(text))
+    text = " ".join(text.split())               # newlines, tabs and runs of spaces: one space
+    if width and len(text) > width:
+        text = text[: width - 1] + "…"
+    # defang first: GFM links bare URLs in the parsed text, after backslash escapes are gone
+    return _MD_PUNCT.sub(r"\\\1", _defang(text))  # `\<` is a literal <: no HTML tag opens
+
+
+def code(text: Any) -> str:
+    """``text`` as an inline code span for a table cell (ids, labels; table() escapes pipes):
+    code spans render no markup, HTML or mention; a fence longer than any backtick run inside
+    keeps it closed."""
+    text = " ".join(_CONTROL.sub("", str(text)).split())
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def defuse_markdown(text: str) -> str:
+    """Markdown written by the pipeline (reports/gate.md) embedded as markdown, with what a data
+    value inside it (a class name in a check name, a slice value) could smuggle in made inert:
+    raw HTML, images, links, mentions, references, bare URLs."""
+    text = _CONTROL.sub("", text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("![", "!\\[").replace("](", "]\\(")
+    return _defang(text)
+
+
+def text_hash(text: Any) -> str:
+    """The text's training-data fingerprint: matches checkpoints' training_data.json."""
+    from stages.data import text_fingerprint
+
+    return "—" if text is None or text != text else text_fingerprint(str(text))
+
+# ================================================================= end of the report-local helpers
 
 
 @dataclass(frozen=True)
@@ -85,14 +245,11 @@ class Side:
     def label(self) -> str:
         if self.sha is None:
             return "working tree"
-        return f"`{self.spec}` ({self.sha[:8]})" if self.spec != self.sha else f"`{self.sha[:8]}`"
+        spec = escape_markdown(self.spec)
+        return f"{spec} (`{self.sha[:8]}`)" if self.spec != self.sha else f"`{self.sha[:8]}`"
 
 
 # ---------------------------------------------------------------------------------------- reading
-
-def git(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True)
-
 
 def repo_root(start: Path) -> Path:
     proc = git(start, "rev-parse", "--show-toplevel")
@@ -114,13 +271,14 @@ def resolve_side(root: Path, role: str, spec: str) -> Side:
                              fix="e.g. --base main or --base origin/main")
         top = git(root, "log", "-1", "--format=%h %s").stdout.decode().strip()
         return Side(role, spec, None, f"on top of {top}" if top else "")
-    proc = git(root, "rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}")
-    if proc.returncode != 0:
+    # --end-of-options: a revision that starts with '-' is a name, never a git option
+    proc = git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{spec}^{{commit}}")
+    if proc.returncode != 0 or not spec.strip():
         raise StageError(f"unknown git revision '{spec}' (--{role})", where=str(root),
                          fix="use a branch, tag or commit that exists in this clone; fetch it "
                              "first (git fetch origin), and in CI check out with fetch-depth: 0")
     sha = proc.stdout.decode().strip()
-    subject = git(root, "log", "-1", "--format=%s", sha).stdout.decode().strip()
+    subject = git(root, "log", "-1", "--format=%s", sha, "--").stdout.decode().strip()
     return Side(role, spec, sha, subject)
 
 
@@ -129,7 +287,7 @@ def read_at(root: Path, side: Side, path: str) -> tuple[bytes | None, str]:
     if side.sha is None:
         file = root / path
         return (file.read_bytes(), "working tree") if file.is_file() else (None, "absent")
-    proc = git(root, "show", f"{side.sha}:{path}")
+    proc = git(root, "show", f"{side.sha}:{path}", "--")
     if proc.returncode == 0:
         return proc.stdout, "git"
     try:
@@ -146,57 +304,6 @@ def read_json_at(root: Path, side: Side, path: str) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
-def read_table_bytes(raw: bytes, path: str) -> pd.DataFrame:
-    import pandas as pd
-
-    buf = io.BytesIO(raw)
-    if path.endswith(".parquet"):
-        return pd.read_parquet(buf)
-    if path.endswith((".jsonl", ".json")):
-        return pd.read_json(buf, lines=True, dtype=False)
-    return pd.read_csv(buf, dtype=str, keep_default_na=False, na_values=[""])
-
-
-def digest(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()[:12]
-
-
-# ------------------------------------------------------------------------------------- formatting
-
-def fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.4g}"
-    return str(value)
-
-
-def signed(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:+.4f}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:+.4g}"
-    return f"{value:+d}"
-
-
-def ci_text(ci: list[float] | None) -> str:
-    return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "—"
-
-
-def cell(text: Any) -> str:
-    """A value safe inside a markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def table(header: list[str], rows: list[list[Any]], align: str | None = None) -> list[str]:
-    align = align or "l" + "r" * (len(header) - 1)
-    marks = ["---:" if a == "r" else "---" for a in align]
-    return (["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
-            + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])
-
-
 # ------------------------------------------------------------------------------------ DVC diffs
 
 def dvc_diffs(root: Path, base: Side, head: Side) -> tuple[dict, dict]:
@@ -208,27 +315,6 @@ def dvc_diffs(root: Path, base: Side, head: Side) -> tuple[dict, dict]:
         metrics = repo.metrics.diff(a_rev=base.rev, b_rev=head.rev, targets=targets, all=True)
         params = repo.params.diff(a_rev=base.rev, b_rev=head.rev)
     return metrics.get("diff", {}), params.get("diff", {})
-
-
-def relative(old: Any, new: Any) -> float | None:
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new)):
-        return None
-    return (new - old) / abs(old) if old else None
-
-
-def delta(old: Any, new: Any) -> Any:
-    if old is None and new is not None:
-        return "new"
-    if new is None and old is not None:
-        return "removed"
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new)):
-        return signed(new - old)
-    return "changed" if old != new else "0"
-
-
-def pct(old: Any, new: Any) -> str:
-    rel = relative(old, new)
-    return "—" if rel is None else f"{rel:+.1%}"
 
 
 # ------------------------------------------------------------------------------------- sections
@@ -349,11 +435,15 @@ def metrics_section(mdiff: dict, base_metrics: dict[str, dict | None],
 def params_section(pdiff: dict) -> list[str]:
     lines = ["## Params (changed only)", ""]
     exact = lambda v: "—" if v is None else json.dumps(v)  # noqa: E731  params: as written
-    rows = [[f"`{k}`", exact(r.get("old")), exact(r.get("new")), f"`{file}`"]
+    rows = [[code(k), code(exact(r.get("old"))), code(exact(r.get("new"))), code(file)]
             for file, changes in pdiff.items() for k, r in changes.items()
             if r.get("old") != r.get("new")]
     if not rows:
         return lines + ["No parameter changed.", ""]
+    files = {r[3] for r in rows}
+    if files == {code("params.yaml")}:             # the usual case: no column for it
+        return lines + ["In `params.yaml`:", ""] + table(
+            ["param", "base", "head"], [r[:3] for r in rows], "lll") + [""]
     return lines + table(["param", "base", "head", "file"], rows, "lllc") + [""]
 
 
@@ -378,13 +468,14 @@ def gate_section(root: Path, base: Side, head: Side, base_gate: dict | None,
     lines.append("")
     if failing:
         lines += ["### Failing checks", ""]
-        lines += table(["check", "value", "threshold", "Δ vs champion", "95% CI of Δ", "blocking",
-                        "detail"],
-                       [[f"`{c['name']}`", fmt(c.get("value")), fmt(c.get("threshold")),
+        lines += table(["check", "value", "threshold", "Δ vs champion", "95% CI of Δ", "blocks"],
+                       [[code(c["name"]), fmt(c.get("value")), fmt(c.get("threshold")),
                          signed(c.get("delta_vs_champion")), ci_text(c.get("ci95")),
-                         "yes" if c.get("blocking") else "no (warning)", c.get("detail", "")]
-                        for c in failing], "lrrrrcl")
-        lines.append("")
+                         "yes" if c.get("blocking") else "warn"]
+                        for c in failing], "lrrrrc")
+        why = [f"- {code(c['name'])}: {escape_markdown(c['detail'])}" for c in failing
+               if c.get("detail")]
+        lines += (["", "Why:", "", *why] if why else []) + [""]
     else:
         lines += ["Every check passed.", ""]
     before = {c["name"]: c.get("passed") for c in (base_gate or {}).get("checks", [])}
@@ -392,15 +483,15 @@ def gate_section(root: Path, base: Side, head: Side, base_gate: dict | None,
                if c["name"] in before and before[c["name"]] != c.get("passed")]
     if flipped:
         lines += ["Checks whose result changed since the base: " + ", ".join(
-            f"`{n}` {'pass' if a else 'fail'} → {'pass' if b else 'fail'}" for n, a, b in flipped)
+            f"{code(n)} {'pass' if a else 'fail'} → {'pass' if b else 'fail'}" for n, a, b in flipped)
             + ".", ""]
     skipped = head_gate.get("skipped") or []
     if skipped:
-        lines += [f"Not checked: {'; '.join(skipped)}.", ""]
+        lines += [f"Not checked: {escape_markdown('; '.join(skipped))}.", ""]
     raw, _ = read_at(root, head, GATE_MD)
     if raw:
         lines += ["<details>", f"<summary>head's <code>{GATE_MD}</code></summary>", "",
-                  raw.decode("utf-8", "replace").strip(), "", "</details>", ""]
+                  defuse_markdown(raw.decode("utf-8", "replace").strip()), "", "</details>", ""]
     return lines
 
 
@@ -431,12 +522,13 @@ def load_data(root: Path, side: Side) -> tuple[pd.DataFrame | None, str]:
     return None, "; ".join(reasons)
 
 
-def short_text(text: Any, width: int = 80) -> str:
-    text = "" if text is None or text != text else " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+def row_text(text: Any, show_texts: bool) -> str:
+    """What a data-diff table shows of a text: its hash, or (opt-in) the escaped text itself."""
+    return escape_markdown(text, width=80) if show_texts else code(text_hash(text))
 
 
-def data_section(root: Path, base: Side, head: Side) -> tuple[list[str], dict[str, int]]:
+def data_section(root: Path, base: Side, head: Side,
+                 show_texts: bool = False) -> tuple[list[str], dict[str, int]]:
     lines = ["## Data and labels", ""]
     (b, b_where), (h, h_where) = load_data(root, base), load_data(root, head)
     lines += [f"- base: {b_where}", f"- head: {h_where}", ""]
@@ -459,26 +551,32 @@ def data_section(root: Path, base: Side, head: Side) -> tuple[list[str], dict[st
     lines += ["", f"Rows added: **{len(added)}**, removed: **{len(removed)}**, relabelled "
               f"(same id, new label): **{len(relabelled)}**, text changed (same id): "
               f"**{len(retexted)}**.", ""]
+    text_column = "text" if show_texts else "text hash"
+    lines += ["Texts are quoted (escaped): `report.show_texts` is true." if show_texts else
+              "Texts are not quoted (they may be customer data and this report may be public): "
+              "rows show their id and text hash, the fingerprint in `training_data.json`; "
+              "`report.show_texts: true` in params.yaml quotes them.", ""]
     if len(relabelled):
         lines += [f"### Relabelled ids ({len(relabelled)})", ""]
         annot = "annotator" in h
-        rows = [[f"`{i}`", short_text(h.at[i, "text"]), fmt(b.at[i, "label"]),
-                 fmt(h.at[i, "label"])] + ([fmt(h.at[i, "annotator"])] if annot else [])
+        rows = [[code(i), row_text(h.at[i, "text"], show_texts), code(fmt(b.at[i, "label"])),
+                 code(fmt(h.at[i, "label"]))] + ([code(fmt(h.at[i, "annotator"]))] if annot else [])
                 for i in sorted(relabelled)[:MAX_EXAMPLES]]
         extra = ["annotator"] if annot else []
-        lines += table(["id", "text", "base label", "head label", *extra], rows,
+        lines += table(["id", text_column, "base label", "head label", *extra], rows,
                        "l" * (4 + len(extra)))
         if len(relabelled) > MAX_EXAMPLES:
             lines += ["", "<details><summary>all relabelled ids</summary>", "",
-                      ", ".join(f"`{i}`" for i in sorted(relabelled)), "", "</details>"]
+                      ", ".join(code(i) for i in sorted(relabelled)), "", "</details>"]
         lines.append("")
     for title, ids, df in (("Added rows", added, h), ("Removed rows", removed, b),
                            ("Text changed", retexted, h)):
         if len(ids):
             lines += [f"<details><summary>{title} ({len(ids)}; first {min(len(ids), MAX_EXAMPLES)})"
                       "</summary>", ""]
-            lines += table(["id", "text", "label"],
-                           [[f"`{i}`", short_text(df.at[i, "text"]), fmt(df.at[i, "label"])]
+            lines += table(["id", text_column, "label"],
+                           [[code(i), row_text(df.at[i, "text"], show_texts),
+                             code(fmt(df.at[i, "label"]))]
                             for i in sorted(ids)[:MAX_EXAMPLES]], "lll")
             lines += ["", "</details>", ""]
     dist_b, dist_h = b["label"].value_counts(), h["label"].value_counts()
@@ -486,7 +584,7 @@ def data_section(root: Path, base: Side, head: Side) -> tuple[list[str], dict[st
     nb, nh = max(int(dist_b.sum()), 1), max(int(dist_h.sum()), 1)
     lines += ["### Class distribution", ""]
     lines += table(["class", "base", "head", "Δ", "base share", "head share"],
-                   [[c, int(dist_b.get(c, 0)), int(dist_h.get(c, 0)),
+                   [[code(c), int(dist_b.get(c, 0)), int(dist_h.get(c, 0)),
                      f"{int(dist_h.get(c, 0)) - int(dist_b.get(c, 0)):+d}",
                      f"{dist_b.get(c, 0) / nb:.1%}", f"{dist_h.get(c, 0) / nh:.1%}"]
                     for c in classes])
@@ -495,85 +593,142 @@ def data_section(root: Path, base: Side, head: Side) -> tuple[list[str], dict[st
 
 # ---------------------------------------------------------------------------------------- plots
 
-def render_plot(name: str, df: pd.DataFrame, title: str, path: Path,
-                classes: list[str] | None = None) -> None:
-    """One PNG (matplotlib, Agg) from a plot CSV; ``classes`` fixes the confusion axes."""
+SIDE_STYLE = {"base": {"color": "#9a9a9a", "linestyle": "--"},
+              "head": {"color": "#1f77b4", "linestyle": "-"}}
+
+
+def render_comparison(name: str, frames: dict[str, pd.DataFrame], captions: dict[str, str],
+                      title: str, path: Path) -> None:
+    """One 800 px PNG comparing base and head (whichever sides have data) on shared axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    plt.rcParams.update({"font.size": FONT, "axes.titlesize": FONT + 1})
+    roles = [r for r in ("base", "head") if r in frames]
     if name == "confusion":
-        labels = classes or sorted(set(df["actual"]) | set(df["predicted"]))
-        cm = pd.crosstab(pd.Categorical(df["actual"], labels),
-                         pd.Categorical(df["predicted"], labels), dropna=False).to_numpy()
-        fig, ax = plt.subplots(figsize=(1.4 + 0.6 * len(labels), 1.0 + 0.55 * len(labels)))
-        ax.imshow(cm, cmap="Blues")
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(labels)), labels, fontsize=8)
-        ax.set(xlabel="predicted", ylabel="actual")
-        for i in range(len(labels)):
-            for j in range(len(labels)):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+        labels = sorted({str(v) for df in frames.values()
+                         for v in pd.concat([df["actual"], df["predicted"]])})
+        cms = {r: pd.crosstab(pd.Categorical(frames[r]["actual"].astype(str), labels),
+                              pd.Categorical(frames[r]["predicted"].astype(str), labels),
+                              dropna=False).to_numpy() for r in roles}
+        stacked = len(labels) > 10 or len(roles) == 1   # many classes: one full-width panel each
+        side = FIG_WIDTH_IN if stacked else FIG_WIDTH_IN / 2
+        fig, axes = plt.subplots(len(roles) if stacked else 1, 1 if stacked else len(roles),
+                                 figsize=(FIG_WIDTH_IN, side * (len(roles) if stacked else 1) + 0.9),
+                                 squeeze=False, sharex=True, sharey=True, layout="constrained")
+        vmax = max(int(cm.max()) for cm in cms.values()) or 1   # one colour scale for both
+        small = len(labels) > 6
+        for ax, role in zip(axes.flat, roles, strict=True):
+            cm = cms[role]
+            ax.imshow(cm, cmap="Blues", vmin=0, vmax=vmax)
+            ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right",
+                          fontsize=FONT - 2 if small else FONT)
+            ax.set_yticks(range(len(labels)), labels, fontsize=FONT - 2 if small else FONT)
+            ax.set_xlabel("predicted")
+            ax.set_title(captions[role])
+            if len(labels) <= 20:
+                for i in range(len(labels)):
+                    for j in range(len(labels)):
+                        if cm[i, j]:
+                            ax.text(j, i, int(cm[i, j]), ha="center", va="center",
+                                    fontsize=FONT - 2, color="white" if cm[i, j] > vmax / 2
+                                    else "black")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("actual")
     elif name == "per_class_f1":
-        df = df.sort_values("label")
-        fig, ax = plt.subplots(figsize=(6, 1.0 + 0.35 * len(df)))
-        ax.barh(df["label"].astype(str), pd.to_numeric(df["f1"]), color="tab:blue")
-        ax.set(xlim=(0, 1), xlabel="F1")
+        f1 = {r: frames[r].assign(label=frames[r]["label"].astype(str)).set_index("label")["f1"]
+              .astype(float) for r in roles}
+        labels = sorted(set().union(*(s.index for s in f1.values())))
+        if len(labels) > 30 and len(roles) == 2:     # keep it readable: the 30 biggest changes
+            change = (f1["head"].reindex(labels) - f1["base"].reindex(labels)).abs().fillna(1)
+            labels = sorted(change.sort_values(ascending=False).index[:30])
+            title += " (the 30 classes that changed most)"
+        labels = labels[:30]
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH_IN, 1.2 + 0.25 * len(labels) * len(roles)),
+                               layout="constrained")
+        height = 0.8 / len(roles)
+        for k, role in enumerate(roles):
+            ys = [i + (k - (len(roles) - 1) / 2) * height for i in range(len(labels))]
+            bars = ax.barh(ys, f1[role].reindex(labels).fillna(0), height=height,
+                           color=SIDE_STYLE[role]["color"], label=captions[role])
+            ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=FONT - 2)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set(xlim=(0, 1.08), xlabel="F1 on the test split")
         ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+        fig.legend(loc="outside lower center", ncols=len(roles), fontsize=FONT - 1)
     elif name == "train_epochs":
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for col in [c for c in df.columns if c != "epoch"]:
-            ax.plot(pd.to_numeric(df["epoch"]), pd.to_numeric(df[col]), marker="o", label=col)
-        ax.set(xlabel="epoch")
-        ax.legend(fontsize=8)
+        losses = [c for c in ("train_loss", "val_loss")
+                  if any(c in df for df in frames.values())]
+        scores = [c for c in ("val_macro_f1", "val_accuracy")
+                  if any(c in df for df in frames.values())]
+        panels = [(cols, ylabel) for cols, ylabel in ((losses, "loss (cross-entropy)"),
+                                                      (scores, "validation score"))
+                  if cols]
+        fig, axes = plt.subplots(1, len(panels), figsize=(FIG_WIDTH_IN, 3.6), sharex=True,
+                                 squeeze=False, layout="constrained")
+        markers = {"train_loss": "o", "val_loss": "s", "val_macro_f1": "o", "val_accuracy": "s"}
+        for ax, (cols, ylabel) in zip(axes.flat, panels, strict=True):
+            for role in roles:
+                df = frames[role]
+                for col in cols:
+                    if col in df:
+                        ax.plot(pd.to_numeric(df["epoch"]), pd.to_numeric(df[col]),
+                                marker=markers[col], label=f"{role}: {col}", **SIDE_STYLE[role])
+            ax.set(xlabel="epoch", ylabel=ylabel)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=FONT - 2)
+        if len(panels) == 2:        # the same score range on both sides by construction
+            axes[0, 1].set_ylim(top=1.0)
     else:  # latency
-        fig, ax = plt.subplots(figsize=(6, 1.2 + 0.4 * len(df)))
-        ax.barh(df["runtime"].astype(str), pd.to_numeric(df["p50_ms"]), color="tab:green")
-        ax.set(xlabel="p50 ms per text (batch 1)")
+        p50 = {r: frames[r].assign(runtime=frames[r]["runtime"].astype(str))
+               .set_index("runtime")["p50_ms"].astype(float) for r in roles}
+        runtimes = list(dict.fromkeys(i for s in p50.values() for i in s.index))
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH_IN, 1.4 + 0.4 * len(runtimes) * len(roles)),
+                               layout="constrained")
+        height = 0.8 / len(roles)
+        for k, role in enumerate(roles):
+            ys = [i + (k - (len(roles) - 1) / 2) * height for i in range(len(runtimes))]
+            bars = ax.barh(ys, p50[role].reindex(runtimes).fillna(0), height=height,
+                           color=SIDE_STYLE[role]["color"], label=captions[role])
+            ax.bar_label(bars, fmt="%.1f ms", padding=2, fontsize=FONT - 2)
+        ax.set_yticks(range(len(runtimes)), runtimes)
+        ax.set(xlabel="p50 ms per text (batch 1); shorter is faster")
+        ax.margins(x=0.12)
         ax.invert_yaxis()
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
+        ax.grid(axis="x", alpha=0.3)
+        fig.legend(loc="outside lower center", ncols=len(roles), fontsize=FONT - 1)
+    fig.suptitle(title, fontsize=FONT + 2)
+    fig.savefig(path, format="png", dpi=FIG_DPI)
     plt.close(fig)
 
 
 def plots_section(root: Path, base: Side, head: Side, img_dir: Path,
                   rel_dir: str) -> tuple[list[str], list[str]]:
-    """Before/after images of every plot CSV, each read at its own side's revision."""
+    """One before/after figure per plot CSV, each side read at its own revision."""
     import pandas as pd
 
-    lines = ["## Plots (base | head)", ""]
+    lines = ["## Plots (base vs head)", ""]
     written: list[str] = []
     for name, path, title in PLOTS:
         raws = {side.role: read_at(root, side, path) for side in (base, head)}
         if not any(raw for raw, _ in raws.values()):
             continue
         frames = {role: pd.read_csv(io.BytesIO(raw)) for role, (raw, _) in raws.items() if raw}
-        classes = None
-        if name == "confusion":
-            classes = sorted({str(v) for df in frames.values()
-                              for v in pd.concat([df["actual"], df["predicted"]])})
-        cells, captions = [], []
-        for side in (base, head):
-            raw, why = raws[side.role]
-            if not raw:
-                cells.append(f"not on this side ({why})")
-                captions.append("—")
-                continue
-            file = f"{name}-{side.role}.png"
-            render_plot(name, frames[side.role], f"{title}\n{side.role}: {side.short}",
-                        img_dir / file, classes)
-            written.append(file)
-            cells.append(f"![{name} {side.role}]({rel_dir}/{file})")
-            captions.append(f"`{path}` @ {side.short}, sha256 {digest(raw)}")
+        sides = {side.role: side for side in (base, head)}
+        file = f"{name}.png"
+        render_comparison(name, frames, {r: f"{r} ({sides[r].short})" for r in frames}, title,
+                          img_dir / file)
+        written.append(file)
         same = " (identical data on both sides)" if (
-            all(raw for raw, _ in raws.values())
-            and raws["base"][0] == raws["head"][0]) else ""
-        lines += [f"### {title}{same}", "", "| base | head |", "|---|---|",
-                  f"| {cells[0]} | {cells[1]} |", f"| {captions[0]} | {captions[1]} |", ""]
+            len(frames) == 2 and raws["base"][0] == raws["head"][0]) else ""
+        where = "; ".join(f"{r} @ {sides[r].short}, sha256 {digest(raw)}" if raw
+                          else f"{r}: not on this side ({why})" for r, (raw, why) in raws.items())
+        lines += [f"### {title}{same}", "", f"![{name}: base vs head]({rel_dir}/{file})", "",
+                  f"<sub>`{path}` — {where}</sub>", ""]
     if not written:
         lines += ["No plot data on either side yet.", ""]
     return lines, written
@@ -581,26 +736,29 @@ def plots_section(root: Path, base: Side, head: Side, img_dir: Path,
 
 def reproduce_section(root: Path, base: Side, head: Side, out: str) -> list[str]:
     lines = ["## Reproduce", "", "```bash"]
+    inert = lambda text: " ".join(str(text).replace("`", "'").split())  # noqa: E731  no fence end
     for side in (base, head):
         if side.sha:
-            lines += [f"# {side.role}: {side.spec} — {side.subject}", f"git checkout {side.sha}"]
+            lines += [f"# {side.role}: {inert(side.spec)} — {inert(side.subject)}",
+                      f"git switch --detach -- {side.sha}"]
         else:
             top = git(root, "rev-parse", "HEAD").stdout.decode().strip() or "HEAD"
             dirty = git(root, "status", "--porcelain", "--untracked-files=no").stdout.decode()
             changed = [line[3:] for line in dirty.splitlines()]
             if changed:
                 lines += [f"# head: the working tree on top of {top[:8]}, with uncommitted "
-                          f"changes in {', '.join(changed[:8])}{' …' if len(changed) > 8 else ''}",
+                          f"changes in {inert(', '.join(changed[:8]))}"
+                          f"{' …' if len(changed) > 8 else ''}",
                           "# (commit and push them to make this side reproducible elsewhere)"]
             else:
                 lines += [f"# head: the working tree, identical to commit {top[:8]}",
-                          f"git checkout {top}"]
+                          f"git switch --detach -- {top}"]
         lines += ["dvc pull        # this revision's data and models from the DVC remote",
                   "dvc status      # clean: dvc.lock matches code, params and data",
                   "dvc repro       # re-runs only stages whose inputs changed", ""]
     revs = f"{base.sha} {head.sha or ''}".strip()  # no second rev: DVC compares the workspace
     lines += ["# this report, and DVC's own views of the same diff",
-              f"python -m flows.report --base {base.sha} --head {head.rev} --out {out}",
+              f"python -m commands.report --base {base.sha} --head {head.rev} --out {inert(out)}",
               f"dvc metrics diff {revs}", f"dvc params diff {revs}",
               f"dvc plots diff {revs}   # interactive HTML", "```", ""]
     return lines
@@ -611,6 +769,8 @@ def reproduce_section(root: Path, base: Side, head: Side, out: str) -> list[str]
 def build_report(base_spec: str, head_spec: str, out: Path, root: Path | None = None) -> dict:
     """Write the markdown report and its images; return a summary (verdict, counts, paths)."""
     root = repo_root(root or Path.cwd())
+    # the checkout's own params (the one CI runs), read before any work starts
+    show_texts = load_params("report", ReportParams, root / "params.yaml").show_texts
     base = resolve_side(root, "base", base_spec)
     head = resolve_side(root, "head", head_spec)
     log.info("comparing base %s with head %s in %s", base.short, head.short, root)
@@ -624,7 +784,7 @@ def build_report(base_spec: str, head_spec: str, out: Path, root: Path | None = 
     labels = (head_metrics["metrics/eval.json"] or {}).get("labels")
     boot = prediction_ci(root, base, head, labels)
     log.info("prediction bootstrap: %s", f"{boot['n']} shared rows" if boot else "not available")
-    data_lines, counts = data_section(root, base, head)
+    data_lines, counts = data_section(root, base, head, show_texts)
     log.info("data diff: %s", counts or "not available")
 
     out = out if out.is_absolute() else Path.cwd() / out
@@ -637,10 +797,11 @@ def build_report(base_spec: str, head_spec: str, out: Path, root: Path | None = 
     pchanged = sum(1 for ch in pdiff.values() for r in ch.values() if r.get("old") != r.get("new"))
     f1 = mdiff.get("metrics/eval.json", {}).get("candidate.macro_f1", {})
     lines = ["# Retrain review", "",
-             f"**base** {base.label}{' — ' + base.subject if base.subject else ''}  ",
-             f"**head** {head.label}{' — ' + head.subject if head.subject else ''}", "",
+             f"**base** {base.label}{' — ' + escape_markdown(base.subject) if base.subject else ''}  ",
+             f"**head** {head.label}{' — ' + escape_markdown(head.subject) if head.subject else ''}",
+             "",
              f"- Gate (head): {verdict(head_gate)}"
-             + (f" — failed: {', '.join(f'`{n}`' for n in head_gate.get('failed', []))}"
+             + (f" — failed: {', '.join(code(n) for n in head_gate.get('failed', []))}"
                 if head_gate and not head_gate.get("passed") else ""),
              f"- Candidate macro-F1: {fmt(f1.get('old'))} → {fmt(f1.get('new'))} "
              f"({delta(f1.get('old'), f1.get('new'))})" if f1 else
@@ -656,7 +817,7 @@ def build_report(base_spec: str, head_spec: str, out: Path, root: Path | None = 
     lines += plot_lines
     lines += reproduce_section(root, base, head, str(out.relative_to(root))
                                if out.is_relative_to(root) else str(out))
-    lines += ["<sub>Generated by `python -m flows.report`; metric and param diffs by DVC "
+    lines += ["<sub>Generated by `python -m commands.report`; metric and param diffs by DVC "
               "(`dvc metrics diff`, `dvc params diff`), data diff on `id`.</sub>"]
     write_text(out, "\n".join(lines) + "\n")
     log.info("wrote %s (gate %s)", out, verdict(head_gate).strip("*"))
@@ -666,12 +827,12 @@ def build_report(base_spec: str, head_spec: str, out: Path, root: Path | None = 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m flows.report", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m commands.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="git revision to compare against (main)")
     parser.add_argument("--head", default=WORKSPACE,
                         help="git revision, or 'workspace' for the working tree (default)")
-    parser.add_argument("--out", type=Path, default=Path("reports/pr.md"),
+    parser.add_argument("--out", type=Path, default=artifacts.PR_REPORT,
                         help="markdown file; images go to <out stem>-plots/ beside it")
     args = parser.parse_args()
     build_report(args.base, args.head, args.out)
