@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stages.common import StageError, get_logger, load_params, run_cli
+from stages.common import PositiveInt, StageError, get_logger, load_params, run_cli
 from stages.data import TRAINING_DATA_FILE, load_split, seen_fingerprints, text_fingerprint
 from stages.io import atomic_path, read_json, write_csv, write_json, write_parquet
 from stages.metrics import classification_metrics
@@ -48,23 +48,23 @@ PER_CLASS_CSV = Path("plots/per_class_f1.csv")
 
 @dataclass
 class EvaluateParams:
-    batch_size: int = 128
+    batch_size: PositiveInt = 128
     # text-length slice edges in characters: short < edges[0] <= medium < edges[1] <= long
     length_buckets: list[int] = field(default_factory=lambda: [60, 160])
-    tfidf_max_features: int = 20000
+    tfidf_max_features: PositiveInt = 20000
+
+    def check_params(self, where: str) -> None:
+        edges = self.length_buckets
+        if len(edges) != 2 or not 0 < edges[0] < edges[1]:
+            raise StageError(f"length_buckets must be two increasing positive numbers, got {edges}",
+                             where=f"{where}.length_buckets", fix="e.g. length_buckets: [60, 160]")
 
 
 def champion_dir() -> Path | None:
     """The champion checkpoint directory, or None when no model has been promoted yet."""
-    pointer = read_json(CHAMPION_POINTER) if CHAMPION_POINTER.is_file() else {"champion": None}
-    champion = pointer.get("champion")
-    if not champion:
-        return None
-    path = Path(champion.get("path", "models/champion"))
-    if not (path / "config.json").is_file():
-        raise StageError(f"{CHAMPION_POINTER} names a champion but {path} is not in the workspace",
-                         where=str(path), fix=f"run `dvc pull {path}.dvc` (or `dvc checkout`)")
-    return path
+    from stages import artifacts
+
+    return artifacts.champion_dir(CHAMPION_POINTER)
 
 
 def length_bucket(texts: pd.Series, edges: list[int]) -> pd.Series:

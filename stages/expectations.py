@@ -15,6 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from stages.common import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    Share,
+    StageError,
+)
 from stages.data import SPLIT_NAMES, normalise_text
 
 if TYPE_CHECKING:
@@ -27,21 +34,26 @@ SPLIT_COLUMNS = ["id", "text", "label"]
 
 @dataclass
 class Bounds:
-    min: float
-    max: float
+    min: NonNegativeFloat
+    max: PositiveFloat
+
+    def check_params(self, where: str) -> None:
+        if self.min > self.max:
+            raise StageError(f"min {self.min} is above max {self.max}", where=where,
+                             fix="set min <= max, e.g. {min: 2, max: 5000}")
 
 
 @dataclass
 class ClassShare:
     # a class's share of the rows, relative to the share it would have if all classes were equal
     # (1 / number of classes): the same default fits 3 classes and 200
-    min_vs_uniform: float = 0.2
+    min_vs_uniform: NonNegativeFloat = 0.2
 
 
 @dataclass
 class Drift:
-    label_js_max: float = 0.1          # Jensen-Shannon divergence (base 2, 0..1) of class shares
-    text_length_ks_max: float = 0.25   # Kolmogorov-Smirnov statistic of text lengths (0..1)
+    label_js_max: Share = 0.1          # Jensen-Shannon divergence (base 2, 0..1) of class shares
+    text_length_ks_max: Share = 0.25   # Kolmogorov-Smirnov statistic of text lengths (0..1)
 
 
 @dataclass
@@ -50,10 +62,10 @@ class ValidateParams:
     labels: list[str] = field(default_factory=list)
     unlabelled_texts: Literal["drop", "fail"] = "drop"   # drop: a warning; fail: blocking
     text_length: Bounds = field(default_factory=lambda: Bounds(2, 5000))  # characters
-    min_rows: int = 50                  # labelled rows
-    min_rows_per_class: int = 10
+    min_rows: NonNegativeInt = 50                  # labelled rows
+    min_rows_per_class: NonNegativeInt = 10
     class_share: ClassShare = field(default_factory=ClassShare)
-    max_conflicting_share: float = 0.0  # share of rows whose normalised text has 2+ labels
+    max_conflicting_share: Share = 0.0  # share of rows whose normalised text has 2+ labels
     reference_profile: str = "data/reference_profile.json"  # drift reference without a champion
     drift: Drift = field(default_factory=Drift)
     warn_only: list[str] = field(default_factory=list)  # check names that only warn

@@ -74,7 +74,14 @@ def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise StageError(f"file not found: {path}", fix="run the stage that produces it (dvc repro)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        line = f", line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise StageError(f"{path.name} is not valid JSON (truncated or damaged): {exc}",
+                         where=f"{path}{line}",
+                         fix=f"restore it (`git checkout -- {path}` or `dvc checkout`), or re-run "
+                         "the stage that writes it") from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

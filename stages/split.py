@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stages.common import StageError, get_logger, load_params, run_cli
+from stages.common import Fraction, PositiveInt, StageError, get_logger, load_params, run_cli
 from stages.data import SPLIT_NAMES, normalise_text, split_path
 from stages.io import write_parquet
 
@@ -48,12 +48,18 @@ class TestSetFiles:
 @dataclass
 class SplitParams:
     salt: str = "split-v1"             # change it to reshuffle every row (restarts comparisons)
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    val_fraction: Fraction = 0.15
+    test_fraction: Fraction = 0.15
     # a class needs at least this many rows (and one distinct text per split) to be split
-    min_rows_per_class: int = 10
+    min_rows_per_class: PositiveInt = 10
     # a golden test set under data/test_set/: one file (id, text, label) or {texts, labels}
     test_set: str | TestSetFiles | None = None
+
+    def check_params(self, where: str) -> None:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise StageError(f"val_fraction + test_fraction = "
+                             f"{self.val_fraction + self.test_fraction:g} leaves no rows to train on",
+                             where=where, fix="e.g. val_fraction: 0.15, test_fraction: 0.15")
 
 
 def bucket(keys: pd.Series, salt: str) -> pd.Series:

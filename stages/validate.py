@@ -182,12 +182,13 @@ def read_parquet(path: str | Path, what: str) -> pd.DataFrame:
 
 
 def champion_dir(pointer: str | Path = CHAMPION_POINTER) -> Path | None:
-    """The champion's directory, or None when there is no champion yet (a normal first run)."""
-    pointer = Path(pointer)
-    if not pointer.is_file():
-        return None
-    info = read_json(pointer).get("champion")
-    return Path(info.get("path", "models/champion")) if info else None
+    """The champion's directory, or None when there is no champion yet (a normal first run).
+
+    A pointer that is not valid JSON (or not ``{"champion": ...}``) is an error, never "none".
+    """
+    from stages import artifacts
+
+    return artifacts.champion_dir(Path(pointer), require=False)
 
 
 def resolve_label_set(params: ValidateParams,
