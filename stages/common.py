@@ -77,6 +77,35 @@ class StageError(Exception):
         super().__init__("\n".join(parts))
 
 
+SECRET_QUERY_KEYS = ("token", "key", "secret", "password", "passwd", "sig", "signature",
+                     "credential", "auth")
+
+
+def redact_url(url: str) -> str:
+    """``url`` safe to log or show: user, password and secret-looking query values replaced.
+
+    The one redaction helper: every URL that goes into a log line, an error, an event or a report
+    passes through it. Paths without ``://`` are returned unchanged.
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    if "://" not in str(url):
+        return str(url)
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if any(s in k.lower() for s in SECRET_QUERY_KEYS) else v)
+                           for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def module_name(name: str) -> str:
     """``stages.x`` for ``__main__`` when run as ``python -m stages.x``."""
     if name == "__main__":

@@ -21,9 +21,6 @@ from stages.common import StageError
 if TYPE_CHECKING:
     import pandas as pd
 
-TABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
@@ -107,50 +104,9 @@ def sha256_tree(path: str | Path) -> str:
 def read_table(source: str, what: str) -> pd.DataFrame:
     """Read a CSV, JSONL or Parquet table from a local path or an fsspec URL.
 
-    ``what`` names the table in error messages ("texts", "labels"). Text formats must be UTF-8;
-    the error gives the byte offset and line of the first bad byte.
+    ``what`` names the table in error messages ("texts", "labels"). The reading, format sniffing
+    and value checks live in :mod:`stages.tables` (the one table reader).
     """
-    import pandas as pd
+    from stages.tables import read_table as read
 
-    suffix = next((s for s in TABLE_FORMATS if source.lower().endswith(s)), None)
-    if suffix is None:
-        raise StageError(f"{what}: unsupported file type", where=source,
-                         fix=f"use one of {sorted(TABLE_FORMATS)}")
-    fmt = TABLE_FORMATS[suffix]
-    try:
-        import fsspec
-
-        with fsspec.open(source, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise StageError(f"{what} file not found", where=source,
-                         fix="check ingest.source in params.yaml") from None
-    except OSError as exc:
-        raise StageError(f"{what} file could not be read: {exc}", where=source) from None
-    if not raw.strip():
-        raise StageError(f"{what} file is empty", where=source, fix="provide at least one row")
-    if fmt != "parquet":
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise StageError(
-                f"{what} file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-                where=f"{source}, line {line}",
-                fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
-            ) from None
-    import io
-
-    buf = io.BytesIO(raw)
-    try:
-        if fmt == "csv":
-            df = pd.read_csv(buf, dtype=str, keep_default_na=False, na_values=[""])
-        elif fmt == "jsonl":
-            df = pd.read_json(buf, lines=True, dtype=False)
-        else:
-            df = pd.read_parquet(buf)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise StageError(f"{what} file could not be parsed as {fmt}: {exc}", where=source) from None
-    if df.empty:
-        raise StageError(f"{what} file has no rows", where=source, fix="provide at least one row")
-    return df
+    return read(source, what)

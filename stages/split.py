@@ -129,7 +129,13 @@ def join(texts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
 
 def read_test_set(spec: str | TestSetFiles) -> pd.DataFrame:
     """The golden test set, checked like ingest's inputs (columns, ids, encoding)."""
-    from stages.ingest import LABEL_COLUMNS, TEXT_COLUMNS, check_ids, select_columns
+    from stages.ingest import (
+        LABEL_COLUMNS,
+        TEXT_COLUMNS,
+        check_ids,
+        check_label_spellings,
+        select_columns,
+    )
     from stages.io import read_table
 
     paths = [spec] if isinstance(spec, str) else [spec.texts, spec.labels]
@@ -143,6 +149,7 @@ def read_test_set(spec: str | TestSetFiles) -> pd.DataFrame:
     if isinstance(spec, str):
         df = select_columns(read_table(spec, "test set"), TEST_SET_COLUMNS, "test set", spec)
         check_ids(df, "test set", spec)
+        check_label_spellings(df, "test set", spec)
     else:
         texts = select_columns(read_table(spec.texts, "test set texts"), TEXT_COLUMNS,
                                "test set texts", spec.texts)
@@ -150,6 +157,7 @@ def read_test_set(spec: str | TestSetFiles) -> pd.DataFrame:
                                 "test set labels", spec.labels)
         check_ids(texts, "test set texts", spec.texts)
         check_ids(labels, "test set labels", spec.labels)
+        check_label_spellings(labels, "test set labels", spec.labels)
         df = texts.merge(labels, on="id", how="inner")
         if len(df) != len(texts) or len(df) != len(labels):
             raise StageError(f"test set: {len(texts)} texts and {len(labels)} labels but only "
