@@ -118,6 +118,11 @@ def raw_frames(texts: pd.DataFrame, labels: pd.DataFrame) -> dict[str, pd.DataFr
 
     texts, labels = texts.copy(), labels.copy()
     frames: dict[str, pd.DataFrame] = {}
+    if "text" in texts.columns:
+        # the one normaliser (stages.data): blank under it means no content at all (only
+        # whitespace, zero-width or direction marks, control characters or punctuation)
+        texts["_normalised"] = texts["text"].astype(object).map(
+            lambda t: normalise_text(t) if isinstance(t, str) else None)
     if {"id", "label"} <= set(labels.columns):
         first_label = labels.dropna(subset=["id"]).drop_duplicates("id").set_index("id")["label"]
         if "id" in texts.columns:
@@ -129,11 +134,10 @@ def raw_frames(texts: pd.DataFrame, labels: pd.DataFrame) -> dict[str, pd.DataFr
                 set(first_text.index.astype(object)))
     frames["texts"], frames["labels"] = texts, labels
     if "_label" in texts.columns and "_text_found" in labels.columns:
-        rec = texts.dropna(subset=["id"]).drop_duplicates("id")[["id", "text"]]
+        rec = texts.dropna(subset=["id"]).drop_duplicates("id")[["id", "text", "_normalised"]]
         rec = rec.merge(first_label.rename("label").reset_index(), on="id", how="inner")
         rec = rec.dropna(subset=["text", "label"]).reset_index(drop=True)
-        key = rec["text"].map(normalise_text)
-        rec["_conflicting_labels"] = _values_elsewhere(key, rec["label"], " | ")
+        rec["_conflicting_labels"] = _values_elsewhere(rec.pop("_normalised"), rec["label"], " | ")
         frames["records"] = rec
         counts = rec["label"].value_counts().sort_index()
         frames["classes"] = pd.DataFrame({
@@ -152,7 +156,9 @@ def raw_checks(params: ValidateParams, frames: dict[str, pd.DataFrame], label_se
         lo, hi = int(params.text_length.min), int(params.text_length.max)
         checks += [
             Check("texts.text_not_blank", "texts", "ExpectColumnValuesToNotMatchRegex",
-                  {"column": "text", "regex": r"^\s*$"}, "text is not blank after stripping"),
+                  {"column": "_normalised", "regex": r"^$"},
+                  "text is not blank after normalisation (whitespace, zero-width and direction "
+                  "marks, control characters and punctuation removed)", show="text"),
             Check("texts.text_length", "texts", "ExpectColumnValueLengthsToBeBetween",
                   {"column": "text", "min_value": lo, "max_value": hi},
                   f"text length within [{lo}, {hi}] characters (validate.text_length)"),
@@ -239,7 +245,9 @@ def split_checks(params: ValidateParams) -> list[Check]:
               {"column": "_exact_leak"}, "no identical text in two splits", show="text"),
         Check("splits.normalised_leakage", "splits", "ExpectColumnValuesToBeNull",
               {"column": "_normalised_leak"},
-              "no text in two splits after case-folding and collapsing whitespace", show="text"),
+              "no text in two splits after normalisation (NFKC, zero-width and control "
+              "characters removed, punctuation and whitespace runs collapsed, case-folded)",
+              show="text"),
         Check("splits.class_coverage", "split_classes", "ExpectColumnValuesToBeNull",
               {"column": "_missing_from"}, "every class is present in every split"),
     ]

@@ -14,7 +14,7 @@ ARTIFACTS = [
     ("ONNX model, int8 (ships)", "models/onnx/model.int8.onnx"),
     ("test predictions", "data/predictions/test.parquet"),
     ("gate report", "reports/gate.md"),
-    ("validation report (Data Docs)", "reports/validation/raw"),
+    ("validation report (report.html)", "reports/validation/raw"),
     ("confusion matrix", "plots/confusion.png"),
     ("latency comparison", "plots/latency.png"),
 ]
