@@ -35,7 +35,7 @@ from stages.common import (
     progress,
     run_cli,
 )
-from stages.io import atomic_path, write_json
+from stages.io import atomic_path, remove_stale_temp_dirs, write_json
 from stages.model import LABELS_FILE, MANIFEST_FILE, class_names, load_classifier, trained_max_length
 
 if TYPE_CHECKING:
@@ -295,6 +295,7 @@ def main() -> None:
              model.config.model_type, len(labels), max_length)
 
     ONNX_DIR.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(ONNX_DIR, ".export.")
     staging = Path(tempfile.mkdtemp(prefix=".export.", dir=ONNX_DIR))
     try:
         onnx_path = staging / MODEL_FILE

@@ -10,8 +10,10 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,42 @@ from stages.common import StageError
 if TYPE_CHECKING:
     import pandas as pd
 
+# a temp dir older than this process belongs to an earlier run that was killed (DVC's repo lock
+# keeps two runs of a stage from overlapping), so it is safe to remove
+PROCESS_START = time.time()
+_MKDTEMP_NAME = "[a-z0-9_]{8}"  # the random part tempfile.mkdtemp puts between prefix and suffix
+
+
+def remove_stale_temp_dirs(parent: str | Path, prefix: str, suffix: str = "") -> list[Path]:
+    """Remove ``parent/<prefix>XXXXXXXX<suffix>`` temp dirs left by a killed earlier run.
+
+    Only directories whose name is exactly what ``mkdtemp(prefix, suffix)`` makes, and only those
+    last modified before this process started, so a running stage's own staging is never touched.
+    Logs each removal (a killed export leaves ~90 MB behind with MiniLM).
+    """
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(prefix) + _MKDTEMP_NAME + re.escape(suffix))
+    removed = []
+    for entry in parent.iterdir():
+        if not pattern.fullmatch(entry.name) or not entry.is_dir() or entry.is_symlink():
+            continue
+        try:
+            if entry.stat().st_mtime >= PROCESS_START:
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    if removed:
+        from stages.common import get_logger
+
+        get_logger("io").info("removed %d stale temp dir(s) left by an interrupted run: %s",
+                              len(removed), ", ".join(str(p) for p in removed))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
@@ -29,6 +67,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(path.parent, f".{path.name}.", ".tmp")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:

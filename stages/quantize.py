@@ -29,7 +29,7 @@ from stages.common import (
     load_params,
     run_cli,
 )
-from stages.io import atomic_path, write_json
+from stages.io import atomic_path, remove_stale_temp_dirs, write_json
 
 log = get_logger(__name__)
 
@@ -151,6 +151,7 @@ def main() -> None:
     if not texts:
         raise StageError("the test split is empty", where="data/splits/test.parquet")
 
+    remove_stale_temp_dirs(ONNX_DIR, ".quantize.")
     staging = Path(tempfile.mkdtemp(prefix=".quantize.", dir=ONNX_DIR))
     try:
         optimized = staging / "model.opt.onnx"
