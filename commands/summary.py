@@ -16,7 +16,7 @@ ARTIFACTS = [
     ("ONNX model, int8 (ships)", artifacts.ONNX_INT8_PATH),
     ("test predictions", artifacts.PREDICTIONS),
     ("gate report", artifacts.GATE_REPORT),
-    ("validation report (Data Docs)", artifacts.RAW_VALIDATION_DIR),
+    ("validation report (report.html)", artifacts.RAW_VALIDATION_DIR),
     ("confusion matrix", artifacts.CONFUSION_PNG),
     ("latency comparison", artifacts.LATENCY_PNG),
 ]

@@ -203,6 +203,7 @@ ONNX_LABELS_PATH = ONNX_DIR / LABELS_FILE
 TRAIN_STATE_FILE = TRAIN_STATE_DIR / "state.pt"
 TRAIN_DONE_FILE = TRAIN_STATE_DIR / "done.json"
 VALIDATION_RESULTS = "results.json"  # inside RAW_VALIDATION_DIR / SPLIT_VALIDATION_DIR
+VALIDATION_REPORT_HTML = "report.html"  # the self-contained report a person opens (offline)
 VALIDATION_SUMMARY = "summary.md"
 VALIDATION_DOCS = "data_docs"  # the Data Docs site (rebuilt every run, not a DVC output)
 RAW_VALIDATION_RESULTS = RAW_VALIDATION_DIR / VALIDATION_RESULTS

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stages import artifacts
-from stages.common import StageError, get_logger, load_params, progress, run_cli
+from stages.common import (
+    NonNegativeInt,
+    PositiveInt,
+    StageError,
+    get_logger,
+    load_params,
+    progress,
+    run_cli,
+)
 from stages.io import atomic_path, write_csv, write_json
 
 log = get_logger(__name__)
@@ -36,11 +44,11 @@ TARGET_SPEEDUP, TARGET_SIZE_RATIO = 2.5, 3.5
 
 @dataclass
 class BenchmarkParams:
-    threads: int = 2                  # intra-op CPU threads for every runtime (stated in output)
-    batch1_texts: int = 200           # texts timed one at a time (p50/p95 latency)
-    batch_size: int = 32              # batch size of the throughput measurement
-    batches: int = 5                  # batches timed for throughput
-    warmup: int = 10                  # untimed batch-1 calls per runtime (plus one full batch)
+    threads: PositiveInt = 2                  # intra-op CPU threads for every runtime (stated in output)
+    batch1_texts: PositiveInt = 200           # texts timed one at a time (p50/p95 latency)
+    batch_size: PositiveInt = 32              # batch size of the throughput measurement
+    batches: PositiveInt = 5                  # batches timed for throughput
+    warmup: NonNegativeInt = 10                  # untimed batch-1 calls per runtime (plus one full batch)
     seed: int = 0
     cuda: Literal["auto", "off"] = "auto"   # auto: add CUDA rows when a GPU is present
 

@@ -16,13 +16,52 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 
 PARAMS_FILE = Path(os.environ.get("RETRAINER_PARAMS", "params.yaml"))
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A bound on a numeric parameter, declared on the dataclass field it constrains::
+
+        max_length: Annotated[int, Range(ge=1)] = 128    # or the aliases below
+
+    :func:`load_params` checks every field (defaults too) before a stage does any work.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def describe(self) -> str:
+        lo = f"> {self.gt}" if self.gt is not None else f">= {self.ge}" if self.ge is not None else ""
+        hi = f"< {self.lt}" if self.lt is not None else f"<= {self.le}" if self.le is not None else ""
+        return " and ".join(x for x in (lo, hi) if x)
+
+    def check(self, value: Any, where: str) -> None:
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return
+        ok = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+              and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        if not ok or value != value:  # NaN fails every bound
+            raise StageError(f"{where.rsplit(':', 1)[-1]} = {value!r} is out of range: it must be "
+                             f"{self.describe()}", where=where,
+                             fix=f"set a value {self.describe()} in params.yaml")
+
+
+# the common bounds, by what they mean
+PositiveInt = Annotated[int, Range(ge=1)]          # counts and sizes: at least 1
+NonNegativeInt = Annotated[int, Range(ge=0)]       # counts where 0 means "none"/"off"
+PositiveFloat = Annotated[float, Range(gt=0)]      # rates, tolerances
+NonNegativeFloat = Annotated[float, Range(ge=0)]
+Fraction = Annotated[float, Range(gt=0, lt=1)]     # a share strictly between 0 and 1
+Share = Annotated[float, Range(ge=0, le=1)]        # a share, 0 and 1 included
 
 
 class StageError(Exception):
@@ -36,6 +75,35 @@ class StageError(Exception):
         if fix:
             parts.append(f"  fix:   {fix}")
         super().__init__("\n".join(parts))
+
+
+SECRET_QUERY_KEYS = ("token", "key", "secret", "password", "passwd", "sig", "signature",
+                     "credential", "auth")
+
+
+def redact_url(url: str) -> str:
+    """``url`` safe to log or show: user, password and secret-looking query values replaced.
+
+    The one redaction helper: every URL that goes into a log line, an error, an event or a report
+    passes through it. Paths without ``://`` are returned unchanged.
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    if "://" not in str(url):
+        return str(url)
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if any(s in k.lower() for s in SECRET_QUERY_KEYS) else v)
+                           for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def module_name(name: str) -> str:
@@ -70,11 +138,30 @@ def progress(iterable: Any, **kwargs: Any) -> Any:
 def read_params_file(path: Path = PARAMS_FILE) -> dict[str, Any]:
     if not path.is_file():
         raise StageError(f"params file not found: {path}", fix="run from the repository root")
-    with path.open(encoding="utf-8") as f:
-        params = yaml.safe_load(f) or {}
+    text = path.read_text(encoding="utf-8")
+    try:
+        params = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, text, path) from None
     if not isinstance(params, dict):
         raise StageError("params file must be a mapping of sections", where=str(path))
     return params
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str, path: Path) -> StageError:
+    """The YAML error as line/column and the likely fix (tabs are the usual culprit)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    tab_lines = [i + 1 for i, line in enumerate(text.splitlines())
+                 if "\t" in line[: len(line) - len(line.lstrip())]]
+    if tab_lines:
+        return StageError(f"params file is not valid YAML: tab indentation on line(s) "
+                          f"{tab_lines[:5]} ({problem})", where=where,
+                          fix="indent with spaces only; YAML does not allow tabs")
+    return StageError(f"params file is not valid YAML: {problem}", where=where,
+                      fix="fix the syntax at that line (check indentation, colons and quotes), "
+                      "or restore it with `git checkout -- params.yaml`")
 
 
 def load_params(section: str, schema: type[T], path: Path = PARAMS_FILE) -> T:
@@ -95,17 +182,45 @@ def from_mapping(schema: type[T], values: dict[str, Any], where: str) -> T:
     if unknown:
         raise StageError(f"unknown parameter(s) {unknown}", where=where,
                          fix=f"allowed keys: {sorted(fields)}")
-    hints = typing.get_type_hints(schema)
+    hints = typing.get_type_hints(schema, include_extras=True)
     kwargs = {}
     for name, value in values.items():
         kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
     try:
-        return schema(**kwargs)
+        obj = schema(**kwargs)
     except TypeError as exc:  # a required key without a default
         raise StageError(str(exc), where=where) from None
+    check_constraints(obj, where)
+    return obj
+
+
+def check_constraints(obj: Any, where: str) -> None:
+    """Every :class:`Range` declared on ``obj``'s fields, then its own ``check_params`` (for
+    rules between fields, such as min <= max), defaults included."""
+    hints = typing.get_type_hints(type(obj), include_extras=True)
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        for bound in _ranges(hints[f.name]):
+            bound.check(value, f"{where}.{f.name}")
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_constraints(value, f"{where}.{f.name}")  # a nested default, too
+    extra = getattr(obj, "check_params", None)
+    if callable(extra):
+        extra(where)
+
+
+def _ranges(hint: Any) -> list[Range]:
+    """The Range bounds of an annotation, looking inside Optional/Union."""
+    if typing.get_origin(hint) is Annotated:
+        return [m for m in hint.__metadata__ if isinstance(m, Range)] + _ranges(hint.__origin__)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [r for arg in typing.get_args(hint) for r in _ranges(arg)]
+    return []
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if typing.get_origin(hint) is Annotated:
+        hint = hint.__origin__
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return from_mapping(hint, value, where)  # type: ignore[arg-type]

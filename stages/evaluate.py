@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stages import artifacts
-from stages.common import StageError, get_logger, load_params, run_cli
+from stages.common import PositiveInt, StageError, get_logger, load_params, run_cli
 from stages.data import load_split, seen_fingerprints, text_fingerprint
 from stages.io import atomic_path, read_json, write_csv, write_json, write_parquet
 from stages.metrics import classification_metrics
@@ -41,10 +41,16 @@ log = get_logger(__name__)
 
 @dataclass
 class EvaluateParams:
-    batch_size: int = 128
+    batch_size: PositiveInt = 128
     # text-length slice edges in characters: short < edges[0] <= medium < edges[1] <= long
     length_buckets: list[int] = field(default_factory=lambda: [60, 160])
-    tfidf_max_features: int = 20000
+    tfidf_max_features: PositiveInt = 20000
+
+    def check_params(self, where: str) -> None:
+        edges = self.length_buckets
+        if len(edges) != 2 or not 0 < edges[0] < edges[1]:
+            raise StageError(f"length_buckets must be two increasing positive numbers, got {edges}",
+                             where=f"{where}.length_buckets", fix="e.g. length_buckets: [60, 160]")
 
 
 def length_bucket(texts: pd.Series, edges: list[int]) -> pd.Series:

@@ -17,6 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from stages import artifacts
 from stages.artifacts import LABEL_COLUMNS, SPLIT_COLUMNS, SPLIT_NAMES, TEXT_COLUMNS
+from stages.common import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    Share,
+    StageError,
+)
 from stages.data import normalise_text
 
 if TYPE_CHECKING:
@@ -25,21 +32,26 @@ if TYPE_CHECKING:
 
 @dataclass
 class Bounds:
-    min: float
-    max: float
+    min: NonNegativeFloat
+    max: PositiveFloat
+
+    def check_params(self, where: str) -> None:
+        if self.min > self.max:
+            raise StageError(f"min {self.min} is above max {self.max}", where=where,
+                             fix="set min <= max, e.g. {min: 2, max: 5000}")
 
 
 @dataclass
 class ClassShare:
     # a class's share of the rows, relative to the share it would have if all classes were equal
     # (1 / number of classes): the same default fits 3 classes and 200
-    min_vs_uniform: float = 0.2
+    min_vs_uniform: NonNegativeFloat = 0.2
 
 
 @dataclass
 class Drift:
-    label_js_max: float = 0.1          # Jensen-Shannon divergence (base 2, 0..1) of class shares
-    text_length_ks_max: float = 0.25   # Kolmogorov-Smirnov statistic of text lengths (0..1)
+    label_js_max: Share = 0.1          # Jensen-Shannon divergence (base 2, 0..1) of class shares
+    text_length_ks_max: Share = 0.25   # Kolmogorov-Smirnov statistic of text lengths (0..1)
 
 
 @dataclass
@@ -48,10 +60,10 @@ class ValidateParams:
     labels: list[str] = field(default_factory=list)
     unlabelled_texts: Literal["drop", "fail"] = "drop"   # drop: a warning; fail: blocking
     text_length: Bounds = field(default_factory=lambda: Bounds(2, 5000))  # characters
-    min_rows: int = 50                  # labelled rows
-    min_rows_per_class: int = 10
+    min_rows: NonNegativeInt = 50                  # labelled rows
+    min_rows_per_class: NonNegativeInt = 10
     class_share: ClassShare = field(default_factory=ClassShare)
-    max_conflicting_share: float = 0.0  # share of rows whose normalised text has 2+ labels
+    max_conflicting_share: Share = 0.0  # share of rows whose normalised text has 2+ labels
     reference_profile: str = str(artifacts.REFERENCE_PROFILE)  # drift reference without a champion
     drift: Drift = field(default_factory=Drift)
     warn_only: list[str] = field(default_factory=list)  # check names that only warn
@@ -104,6 +116,11 @@ def raw_frames(texts: pd.DataFrame, labels: pd.DataFrame) -> dict[str, pd.DataFr
 
     texts, labels = texts.copy(), labels.copy()
     frames: dict[str, pd.DataFrame] = {}
+    if "text" in texts.columns:
+        # the one normaliser (stages.data): blank under it means no content at all (only
+        # whitespace, zero-width or direction marks, control characters or punctuation)
+        texts["_normalised"] = texts["text"].astype(object).map(
+            lambda t: normalise_text(t) if isinstance(t, str) else None)
     if {"id", "label"} <= set(labels.columns):
         first_label = labels.dropna(subset=["id"]).drop_duplicates("id").set_index("id")["label"]
         if "id" in texts.columns:
@@ -115,11 +132,10 @@ def raw_frames(texts: pd.DataFrame, labels: pd.DataFrame) -> dict[str, pd.DataFr
                 set(first_text.index.astype(object)))
     frames["texts"], frames["labels"] = texts, labels
     if "_label" in texts.columns and "_text_found" in labels.columns:
-        rec = texts.dropna(subset=["id"]).drop_duplicates("id")[["id", "text"]]
+        rec = texts.dropna(subset=["id"]).drop_duplicates("id")[["id", "text", "_normalised"]]
         rec = rec.merge(first_label.rename("label").reset_index(), on="id", how="inner")
         rec = rec.dropna(subset=["text", "label"]).reset_index(drop=True)
-        key = rec["text"].map(normalise_text)
-        rec["_conflicting_labels"] = _values_elsewhere(key, rec["label"], " | ")
+        rec["_conflicting_labels"] = _values_elsewhere(rec.pop("_normalised"), rec["label"], " | ")
         frames["records"] = rec
         counts = rec["label"].value_counts().sort_index()
         frames["classes"] = pd.DataFrame({
@@ -138,7 +154,9 @@ def raw_checks(params: ValidateParams, frames: dict[str, pd.DataFrame], label_se
         lo, hi = int(params.text_length.min), int(params.text_length.max)
         checks += [
             Check("texts.text_not_blank", "texts", "ExpectColumnValuesToNotMatchRegex",
-                  {"column": "text", "regex": r"^\s*$"}, "text is not blank after stripping"),
+                  {"column": "_normalised", "regex": r"^$"},
+                  "text is not blank after normalisation (whitespace, zero-width and direction "
+                  "marks, control characters and punctuation removed)", show="text"),
             Check("texts.text_length", "texts", "ExpectColumnValueLengthsToBeBetween",
                   {"column": "text", "min_value": lo, "max_value": hi},
                   f"text length within [{lo}, {hi}] characters (validate.text_length)"),
@@ -225,7 +243,9 @@ def split_checks(params: ValidateParams) -> list[Check]:
               {"column": "_exact_leak"}, "no identical text in two splits", show="text"),
         Check("splits.normalised_leakage", "splits", "ExpectColumnValuesToBeNull",
               {"column": "_normalised_leak"},
-              "no text in two splits after case-folding and collapsing whitespace", show="text"),
+              "no text in two splits after normalisation (NFKC, zero-width and control "
+              "characters removed, punctuation and whitespace runs collapsed, case-folded)",
+              show="text"),
         Check("splits.class_coverage", "split_classes", "ExpectColumnValuesToBeNull",
               {"column": "_missing_from"}, "every class is present in every split"),
     ]

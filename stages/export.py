@@ -22,11 +22,21 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from stages import artifacts
-from stages.common import StageError, get_logger, load_params, progress, run_cli
-from stages.io import atomic_path, write_json
+from stages.common import (
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    StageError,
+    get_logger,
+    load_params,
+    progress,
+    run_cli,
+)
+from stages.io import atomic_path, remove_stale_temp_dirs, write_json
 from stages.model import class_names, load_classifier, trained_max_length
 
 if TYPE_CHECKING:
@@ -40,14 +50,14 @@ DEFAULT_MAX_LENGTH = 128
 
 @dataclass
 class ExportParams:
-    opset: int = 17
+    opset: Annotated[int, Range(ge=7)] = 17
     exporter: Literal["torchscript", "dynamo"] = "torchscript"
     # tokens; None = the max_length the checkpoint was trained with (its manifest.json)
-    max_length: int | None = None
-    parity_atol: float = 1.0e-4          # max |logit difference| vs PyTorch
+    max_length: PositiveInt | None = None
+    parity_atol: PositiveFloat = 1.0e-4          # max |logit difference| vs PyTorch
     parity_batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
-    parity_batch1_rows: int = 64         # batch-1 checks: this many shortest + longest texts
-    parity_long_rows: int = 8            # extra texts that fill max_length (the long case)
+    parity_batch1_rows: PositiveInt = 64         # batch-1 checks: this many shortest + longest texts
+    parity_long_rows: NonNegativeInt = 8            # extra texts that fill max_length (the long case)
 
 
 def checkpoint_max_length(checkpoint: Path, params: ExportParams) -> int:
@@ -281,6 +291,7 @@ def main() -> None:
              model.config.model_type, len(labels), max_length)
 
     artifacts.ONNX_DIR.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(artifacts.ONNX_DIR, ".export.")
     staging = Path(tempfile.mkdtemp(prefix=".export.", dir=artifacts.ONNX_DIR))
     try:
         onnx_path = staging / artifacts.ONNX_FP32

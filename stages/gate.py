@@ -31,7 +31,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from stages import artifacts
-from stages.common import StageError, get_logger, load_params, read_params_file, run_cli
+from stages.common import (
+    Fraction,
+    NonNegativeInt,
+    PositiveInt,
+    Share,
+    StageError,
+    get_logger,
+    load_params,
+    read_params_file,
+    run_cli,
+)
 from stages.io import read_json, sha256_file, write_json, write_text
 
 if TYPE_CHECKING:
@@ -53,23 +63,23 @@ class Significance:
     # not_worse: fail only if the candidate is significantly worse by more than the tolerance;
     # better: pass only if the candidate is significantly better (see significance_check)
     policy: Literal["not_worse", "better"] = "not_worse"
-    alpha: float = 0.05               # McNemar exact test level (two-sided)
-    bootstrap_resamples: int = 1000   # paired bootstrap of the macro-F1 difference
+    alpha: Fraction = 0.05               # McNemar exact test level (two-sided)
+    bootstrap_resamples: PositiveInt = 1000   # paired bootstrap of the macro-F1 difference
     seed: int = 42
 
 
 @dataclass
 class GateParams:
     # every threshold is off (None) unless params.yaml sets it: defaults never pass a model silently
-    min_macro_f1: float | None = None
-    min_accuracy: float | None = None
-    min_class_recall: float | None = None          # applies to every class with test rows
+    min_macro_f1: Share | None = None
+    min_accuracy: Share | None = None
+    min_class_recall: Share | None = None          # applies to every class with test rows
     tfidf_margin: float | None = None              # candidate - tfidf macro-F1 must be >= this
-    max_regression_macro_f1: float | None = None   # vs champion; also not_worse's tolerance
-    max_regression_slice: float | None = None      # vs champion, macro-F1 of each slice
-    min_slice_rows: int = 30                       # smaller slices are reported, not gated
+    max_regression_macro_f1: Share | None = None   # vs champion; also not_worse's tolerance
+    max_regression_slice: Share | None = None      # vs champion, macro-F1 of each slice
+    min_slice_rows: NonNegativeInt = 30                       # smaller slices are reported, not gated
     # test rows neither model trained on, needed to compare with the champion at all
-    min_paired_rows: int = 50
+    min_paired_rows: NonNegativeInt = 50
     too_few_paired_rows: Literal["block", "absolute_only"] = "block"
     significance: Significance = field(default_factory=Significance)
     warn_only: list[str] = field(default_factory=list)  # check kinds that warn, not block

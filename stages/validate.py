@@ -3,7 +3,8 @@
 ``python -m stages.validate`` checks data/raw/texts.parquet and data/labels/labels.parquet against
 the suites built from params.yaml's ``validate`` section (see stages/expectations.py and
 README "Data validation"), compares the data with the last accepted data profile (drift), writes the GX
-results JSON, a Data Docs site and a short summary under reports/validation/raw/, and writes
+results JSON, a self-contained HTML report and a short summary under reports/validation/raw/,
+and writes
 metrics/data.json only when no blocking check failed, so that `dvc repro` stops before split.
 ``python -m stages.validate --splits`` checks the splits for leakage and class coverage.
 
@@ -167,9 +168,14 @@ def check_warn_names(params: ValidateParams) -> None:
 # ---------------------------------------------------------------- running GX
 
 
-def run_suites(frames: dict[str, pd.DataFrame], checks: list[Check], prefix: str,
-               docs_dir: Path | None) -> tuple[list[Outcome], dict[str, Any]]:
-    """Run one GX suite per frame (a checkpoint each) and build Data Docs into ``docs_dir``."""
+def run_suites(frames: dict[str, pd.DataFrame], checks: list[Check],
+               prefix: str) -> tuple[list[Outcome], dict[str, Any]]:
+    """Run one GX suite per frame (a checkpoint each).
+
+    GX's own Data Docs are not built: they write failing values into HTML unescaped (a text
+    ``<script>...</script>`` would run in the reviewer's browser) and load their CSS and scripts
+    from a CDN (a blank page offline). stages/validation_report.py writes the HTML instead.
+    """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -178,15 +184,9 @@ def run_suites(frames: dict[str, pd.DataFrame], checks: list[Check], prefix: str
     outcomes: list[Outcome] = []
     results: dict[str, Any] = {}
     order = list(dict.fromkeys(c.frame for c in checks))
-    # an ephemeral context: nothing of GX's own config is written; only the Data Docs site is
+    # an ephemeral context: nothing of GX's own config is written
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    if docs_dir is not None:
-        ctx.variables.data_docs_sites = {"local_site": {
-            "class_name": "SiteBuilder", "show_how_to_buttons": False,
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                              "base_directory": str(docs_dir.resolve())},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}}}
     source = ctx.data_sources.add_pandas("retrainer")
     for frame in tqdm(order, desc="suites", unit="suite", disable=None):
         mine = [c for c in checks if c.frame == frame]
@@ -208,8 +208,6 @@ def run_suites(frames: dict[str, pd.DataFrame], checks: list[Check], prefix: str
             for r in vr.results:
                 outcomes.append(_outcome(r, by_name[r.expectation_config.meta["check"]],
                                          frames[frame]))
-    if docs_dir is not None:
-        ctx.build_data_docs()
     rank = {c.name: i for i, c in enumerate(checks)}
     outcomes.sort(key=lambda o: rank[o.check])
     return outcomes, results
@@ -287,9 +285,19 @@ def human_summary(report: Report, out_dir: Path) -> str:
              f"{len(report.warned_checks)} warning(s), {len(report.outcomes)} expectations"]
     lines += ["  " + outcome_line(o) for o in report.failed + report.warnings]
     lines += [f"  note: {n}" for n in report.notes]
-    lines.append(f"  full results: {out_dir / 'results.json'}; Data Docs: "
-                 f"{out_dir / 'data_docs' / 'index.html'}")
+    lines.append(f"  full results: {out_dir / 'results.json'}; report: "
+                 f"{out_dir / artifacts.VALIDATION_REPORT_HTML}")
     return "\n".join(lines)
+
+
+def markdown_cell(text: str) -> str:
+    """A table cell that renders as the literal text: no HTML, no table breaks, no mentions."""
+    import html
+
+    text = html.escape(" ".join(text.split()), quote=False).replace("|", "\\|")
+    for ch in "`*_[]@!#~":
+        text = text.replace(ch, "\\" + ch)
+    return text
 
 
 def summary_markdown(report: Report, title: str) -> str:
@@ -297,19 +305,19 @@ def summary_markdown(report: Report, title: str) -> str:
     lines = [f"# {title}: {verdict}", "",
              f"{len(report.failed_checks)} blocking check(s) failed, {len(report.warned_checks)} "
              f"warning(s), {len(report.outcomes)} expectations evaluated. Full results: "
-             "`results.json`; Data Docs: `data_docs/index.html`.", ""]
+             f"`results.json`; report: `{artifacts.VALIDATION_REPORT_HTML}`.", ""]
     if report.notes:
         lines += [f"- {n}" for n in report.notes] + [""]
     lines += ["| check | result | blocking | details |", "|---|---|---|---|"]
     for o in report.outcomes:
         status = "pass" if o.success else ("**FAIL**" if o.blocking else "warn")
-        detail = outcome_line(o).split(": ", 1)[1].replace("|", "\\|")
+        detail = markdown_cell(outcome_line(o).split(": ", 1)[1])
         lines.append(f"| `{o.check}` | {status} | {'yes' if o.blocking else 'no'} | {detail} |")
     return "\n".join(lines) + "\n"
 
 
 # GX stamps every run with ids and times: left out of results.json, so the same data gives the
-# same bytes (and the same dvc.lock). Data Docs keep them (they are not a DVC output).
+# same bytes (and the same dvc.lock).
 VOLATILE_RESULT_KEYS = {"id", "run_id", "run_time", "validation_time", "ge_load_time",
                         "checkpoint_id", "validation_id"}
 
@@ -324,20 +332,23 @@ def stable_results(obj: Any) -> Any:
 
 
 def write_reports(out_dir: Path, title: str, run: Any) -> Report:
-    """Run the suites and write results.json, summary.md and Data Docs as one atomic directory.
+    """Run the suites and write results.json, summary.md and report.html as one atomic directory.
 
-    results.json and summary.md are the DVC outputs (deterministic); data_docs/ is the HTML a
-    person opens, rebuilt by every run and not versioned (it carries GX's run timestamps).
+    All three are DVC outputs and deterministic (no run ids or times), so the same data gives the
+    same bytes. report.html is the page a reviewer opens: self-contained, every value escaped.
     """
+    from stages.validation_report import report_html
+
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        report = run(tmp / "data_docs")
+        report = run()
         payload = {"success": not report.failed, "failed": report.failed_checks,
                    "warnings": report.warned_checks, "notes": report.notes,
                    "validations": stable_results(report.results)}
         (tmp / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n",
                                           encoding="utf-8")
         (tmp / "summary.md").write_text(summary_markdown(report, title), encoding="utf-8")
+        (tmp / artifacts.VALIDATION_REPORT_HTML).write_text(report_html(report, title), encoding="utf-8")
     return report
 
 
@@ -360,7 +371,7 @@ def _finish(report: Report, out_dir: Path) -> None:
 
 
 def validate_raw(texts: pd.DataFrame, labels: pd.DataFrame, params: ValidateParams,
-                 champion: Path | None, docs_dir: Path | None = None) -> tuple[Report, dict]:
+                 champion: Path | None) -> tuple[Report, dict]:
     """Validate raw texts + labels; return the report and the metrics/data.json content."""
     check_warn_names(params)
     label_set, label_source = resolve_label_set(params, champion)
@@ -379,7 +390,7 @@ def validate_raw(texts: pd.DataFrame, labels: pd.DataFrame, params: ValidatePara
         notes.append(drift["note"] + f" (looked for: {params.reference_profile}"
                      + (f", {champion / artifacts.PROFILE_FILE}" if champion else "") + ")")
     checks = raw_checks(params, frames, label_set, drift if "drift" in frames else None)
-    outcomes, results = run_suites(frames, checks, "raw", docs_dir)
+    outcomes, results = run_suites(frames, checks, "raw")
     report = Report(outcomes, notes, results)
     new = []
     if label_set is not None and "label" in labels.columns:
@@ -419,10 +430,10 @@ def _metrics(texts, labels, frames, profile, drift, report, label_set, label_sou
 
 
 def validate_splits(splits: dict[str, pd.DataFrame], params: ValidateParams,
-                    docs_dir: Path | None = None) -> Report:
+                    ) -> Report:
     check_warn_names(params)
     frames = split_frames(splits)
-    outcomes, results = run_suites(frames, split_checks(params), "splits", docs_dir)
+    outcomes, results = run_suites(frames, split_checks(params), "splits")
     sizes = ", ".join(f"{n} {len(df)} rows" for n, df in splits.items())
     return Report(outcomes, [f"splits: {sizes}"], results)
 
@@ -448,12 +459,13 @@ def main_raw(params: ValidateParams) -> None:
     log.info("champion: %s", champion or "none (first run)")
     result: dict[str, Any] = {}
 
-    def run(docs: Path) -> Report:
-        report, result["metrics"] = validate_raw(texts, labels, params, champion, docs)
+    def run() -> Report:
+        report, result["metrics"] = validate_raw(texts, labels, params, champion)
         return report
 
     report = write_reports(artifacts.RAW_VALIDATION_DIR, "Raw data validation", run)
-    log.info("wrote %s (results.json, summary.md, data_docs/index.html)", artifacts.RAW_VALIDATION_DIR)
+    log.info("wrote %s (results.json, summary.md, %s)", artifacts.RAW_VALIDATION_DIR,
+             artifacts.VALIDATION_artifacts.VALIDATION_REPORT_HTML)
     _finish(report, artifacts.RAW_VALIDATION_DIR)
     write_json(artifacts.DATA_METRICS, result["metrics"])
     log.info("wrote %s", artifacts.DATA_METRICS)
@@ -463,8 +475,9 @@ def main_splits(params: ValidateParams) -> None:
     splits = load_splits()
     log.info("read splits: %s", ", ".join(f"{n} {len(df)}" for n, df in splits.items()))
     report = write_reports(artifacts.SPLIT_VALIDATION_DIR, "Split validation",
-                           lambda docs: validate_splits(splits, params, docs))
-    log.info("wrote %s (results.json, summary.md, data_docs/index.html)", artifacts.SPLIT_VALIDATION_DIR)
+                           lambda: validate_splits(splits, params))
+    log.info("wrote %s (results.json, summary.md, %s)", artifacts.SPLIT_VALIDATION_DIR,
+             artifacts.VALIDATION_artifacts.VALIDATION_REPORT_HTML)
     _finish(report, artifacts.SPLIT_VALIDATION_DIR)
 
 

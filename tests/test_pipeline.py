@@ -38,7 +38,7 @@ def test_repro_runs_everything_then_nothing_then_only_what_changed(pipeline_repo
     assert set(lock(repo)) == set(STAGES)
     for path in ("models/checkpoint/model.safetensors", "models/onnx/model.int8.onnx",
                  "metrics/eval.json", "metrics/gate.json", "plots/confusion.png",
-                 "reports/validation/raw/data_docs/index.html"):
+                 "reports/validation/raw/report.html"):
         assert (repo / path).exists(), path
     assert json.loads((repo / "metrics/gate.json").read_text())["passed"] is True
     shown = dvc(repo, "metrics", "show", "--json").stdout

@@ -1,4 +1,4 @@
-"""validate: the bad-input catalogue, warnings, drift, splits, Data Docs and the CLI contract.
+"""validate: the bad-input catalogue, warnings, drift, splits, the HTML report and the CLI contract.
 
 Each catalogue case writes raw Parquet files directly (bypassing ingest, which would reject some
 of them first) so that exactly one expectation fails. Most cases run the stage's ``main_raw`` in
@@ -46,7 +46,7 @@ def new_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
 
 
 def run_raw(root: Path, monkeypatch: pytest.MonkeyPatch) -> validate.Report:
-    """The raw validation in-process (no Data Docs: the CLI tests cover them)."""
+    """The raw validation in-process (no report files: the CLI tests cover them)."""
     monkeypatch.chdir(root)
     params = load_params("validate", ValidateParams)
     texts = read_parquet(artifacts.RAW_TEXTS, "texts")
@@ -124,7 +124,7 @@ def html_text(path: Path) -> str:
 def test_blocking_failure_exits_non_zero_with_summary(blank_run) -> None:
     root, proc = blank_run
     assert proc.returncode == 1
-    assert "FAIL texts.text_not_blank: expect_column_values_to_not_match_regex on texts.text: " \
+    assert "FAIL texts.text_not_blank: expect_column_values_to_not_match_regex on texts._normalised: " \
            "2 of 120 row(s) unexpected; e.g. t00004='   ', t00008='\\t\\t'" in proc.stderr
     assert "1 blocking data check(s) failed: texts.text_not_blank" in proc.stderr
     assert not (root / artifacts.DATA_METRICS).exists()
@@ -134,25 +134,26 @@ def test_blocking_failure_exits_non_zero_with_summary(blank_run) -> None:
     assert "**FAIL**" in (root / artifacts.RAW_VALIDATION_DIR / "summary.md").read_text()
 
 
-def docs_index(docs: Path) -> dict[str, tuple[str, str]]:
-    """Validation rows of a Data Docs index page: suite -> (result text, page link)."""
-    rows = re.findall(r"'_expectation_suite_name_sort': '([\w.]+)', '_table_row_link_path': "
-                      r"'(validations/[^']+)', '_validation_success_text': '(\w+)'",
-                      html_text(docs / "index.html"))
-    return {suite: (status, link) for suite, link, status in rows}
+def report_rows(page: Path) -> dict[str, tuple[str, str]]:
+    """Rows of report.html: check name -> (status badge, details text), parsed from the HTML."""
+    text = page.read_text(encoding="utf-8")
+    rows = re.findall(r'<tr class="(\w+)"><td><span class="badge \w+"[^>]*>(\w+)</span></td>'
+                      r"<td><code>([\w.]+)</code></td><td>[^<]*</td><td>(.*?)</td></tr>", text)
+    return {check: (badge, " ".join(details.split())) for _, badge, check, details in rows}
 
 
-def test_data_docs_list_suites_and_failures(good_run, blank_run) -> None:
-    suites = ["raw.classes", "raw.labels", "raw.records", "raw.texts"]
-    good = docs_index(good_run[0] / artifacts.RAW_VALIDATION_DIR / "data_docs")
-    assert good == {s: ("Success", good[s][1]) for s in suites}
-    docs = blank_run[0] / artifacts.RAW_VALIDATION_DIR / "data_docs"
-    bad = docs_index(docs)
-    assert sorted(bad) == suites
-    assert {s: v[0] for s, v in bad.items()} == {"raw.classes": "Success", "raw.labels": "Success",
-                                                 "raw.records": "Success", "raw.texts": "Failed"}
-    page = html_text(docs / bad["raw.texts"][1])
-    assert "text is not blank after stripping 2 unexpected values found" in " ".join(page.split())
+def test_html_report_lists_checks_and_failures(good_run, blank_run) -> None:
+    good = report_rows(good_run[0] / artifacts.RAW_VALIDATION_DIR / artifacts.VALIDATION_REPORT_HTML)
+    assert good and {v[0] for v in good.values()} == {"pass"}
+    page = blank_run[0] / artifacts.RAW_VALIDATION_DIR / artifacts.VALIDATION_REPORT_HTML
+    bad = report_rows(page)
+    assert set(bad) == set(good)
+    assert [c for c, v in bad.items() if v[0] != "pass"] == ["texts.text_not_blank"]
+    assert bad["texts.text_not_blank"][0] == "FAIL"
+    assert "2 of 120 row(s) unexpected" in bad["texts.text_not_blank"][1]
+    shown = html_text(page)
+    assert "FAILED: 1 blocking check(s) failed" in " ".join(shown.split())
+    assert "<script" not in page.read_text() and "://" not in page.read_text()  # offline
 
 
 # ------------------------------------------------------------------ the catalogue, in-process
@@ -420,9 +421,10 @@ def test_splits_cli_fails_on_leakage(cli_runs) -> None:
     assert proc.returncode == 1
     assert "FAIL splits.normalised_leakage" in proc.stderr
     assert "1 blocking data check(s) failed: splits.normalised_leakage" in proc.stderr
-    index = docs_index(root / artifacts.SPLIT_VALIDATION_DIR / "data_docs")
-    assert {s: v[0] for s, v in index.items()} == {"splits.splits": "Failed",
-                                                   "splits.split_classes": "Success"}
+    rows = report_rows(root / artifacts.SPLIT_VALIDATION_DIR / artifacts.VALIDATION_REPORT_HTML)
+    assert {c: v[0] for c, v in rows.items()} == {"splits.normalised_leakage": "FAIL",
+                                                  "splits.exact_leakage": "pass",
+                                                  "splits.class_coverage": "pass"}
 
 
 def test_gx_not_imported_by_profile_or_module_import() -> None:
