@@ -465,7 +465,7 @@ def main_raw(params: ValidateParams) -> None:
 
     report = write_reports(artifacts.RAW_VALIDATION_DIR, "Raw data validation", run)
     log.info("wrote %s (results.json, summary.md, %s)", artifacts.RAW_VALIDATION_DIR,
-             artifacts.VALIDATION_artifacts.VALIDATION_REPORT_HTML)
+             artifacts.VALIDATION_REPORT_HTML)
     _finish(report, artifacts.RAW_VALIDATION_DIR)
     write_json(artifacts.DATA_METRICS, result["metrics"])
     log.info("wrote %s", artifacts.DATA_METRICS)
@@ -477,7 +477,7 @@ def main_splits(params: ValidateParams) -> None:
     report = write_reports(artifacts.SPLIT_VALIDATION_DIR, "Split validation",
                            lambda: validate_splits(splits, params))
     log.info("wrote %s (results.json, summary.md, %s)", artifacts.SPLIT_VALIDATION_DIR,
-             artifacts.VALIDATION_artifacts.VALIDATION_REPORT_HTML)
+             artifacts.VALIDATION_REPORT_HTML)
     _finish(report, artifacts.SPLIT_VALIDATION_DIR)
 
 
