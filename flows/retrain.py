@@ -3,15 +3,15 @@
     python -m flows.retrain [--promote] [--pull] [--push] [--revision REV] [--until STAGE]
                             [-S section.key=value ...]
 
-The flow is thin on purpose: each task runs ONE DVC stage as `dvc repro --single-item <stage>` in
-a subprocess (the venv's dvc), its output streamed line by line into the run log. DVC's cache and
-dvc.lock stay the single source of truth: a Prefect run and a manual `dvc repro` write the same
-dvc.lock and skip the same unchanged stages.
+Thin on purpose: DVC decides everything it knows better, the flow adds what DVC lacks.
 
-Why ``--single-item`` and not ``dvc repro <stage>``: the flow walks the DAG itself (the order comes
-from `dvc dag --dot`, so it is never written down twice), hence every upstream stage already ran
-in an earlier task. ``--single-item`` makes a task exactly one stage (its own log, duration,
-retries and timeout) instead of re-checking every upstream stage again in every task.
+- the stage order is DVC's own graph (``dvc.repo.Repo(...).index.graph``), put in order with the
+  standard library's ``graphlib``; ties keep dvc.yaml's order;
+- what changed is ``dvc status --json``; each task runs ONE stage as ``dvc repro --single-item
+  <stage>`` in a subprocess (the venv's dvc), its output streamed line by line into the run log,
+  so a Prefect run and a manual ``dvc repro`` write the same dvc.lock and skip the same stages;
+- ``-S`` overrides are applied by DVC's own ``dvc exp run -S`` code
+  (``dvc.utils.hydra.apply_overrides``: same grammar, comments kept, unknown keys refused).
 
 What the flow adds to DVC:
 
@@ -23,16 +23,20 @@ What the flow adds to DVC:
   params.yaml) that kills the stage's whole process group;
 - states that mean something: failed validation or gate ends the run Failed with a markdown
   artifact saying why (the GX summary / reports/gate.md); success leaves a metrics table and a
-  candidate-vs-champion markdown artifact;
-- param overrides (``-S`` style) written to params.yaml on a run branch, and promotion: on a
-  passed pipeline ``python -m commands.promote`` runs on branch ``retrain/<date>-<run name>``, after
-  dvc.lock, params and metrics were committed there (never on main), ready for a pull request.
+  candidate-vs-champion markdown artifact; Ctrl-C or SIGTERM stops the running stage, records the
+  run as Crashed and exits at once with one line saying so;
+- a run branch and promotion: overrides are written to params.yaml on branch
+  ``retrain/<date>-<run name>``; on a passed pipeline ``python -m commands.promote`` runs there,
+  after dvc.lock, params and metrics were committed (never on main), ready for a pull request.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import graphlib
+import json
 import os
 import queue
 import re
@@ -42,7 +46,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,20 +53,24 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.exceptions import TerminationSignal
 from prefect.states import Failed
 
+from stages import artifacts
 from stages.common import StageError, from_mapping, read_params_file, run_cli
+from stages.report_format import md_table, num, signed
+from stages.vcs import dvc, dvc_command, dvc_env, git, has_staged_changes, is_lock_error, lock_message
 
 CONCURRENCY_LIMIT = "retrainer-retrain"  # global concurrency limit: one retraining at a time
 NEVER_RETRY = ("validate", "validate_splits", "gate")  # deterministic: a retry fails the same way
-VALIDATION_REPORTS = {"validate": "reports/validation/raw",
-                      "validate_splits": "reports/validation/splits"}
-GATE_REPORT, GATE_JSON, EVAL_JSON = "reports/gate.md", "metrics/gate.json", "metrics/eval.json"
-# what dvc prints when another process holds the repository lock / a read-write lock on an output
-LOCK_HINTS = ("Unable to acquire lock", "is busy, it is being blocked by")
+VALIDATION_REPORTS = {"validate": artifacts.RAW_VALIDATION_DIR,
+                      "validate_splits": artifacts.SPLIT_VALIDATION_DIR}
 TAIL_LINES = 60
 # files a retraining changes that belong in git (the champion's own files are promote's commit)
 RESULT_PATHS = ("dvc.lock", "params.yaml", "metrics", "plots", "reports")
+SKIPPED, RAN = "skipped (unchanged)", "ran"
+# the step whose subprocess an interruption stopped: named in the one line the command prints
+_running: dict[str, str] = {}
 
 
 @dataclass
@@ -90,23 +97,7 @@ class StepFailed(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# subprocesses: the venv's dvc, output streamed into the run log, a hard timeout
-
-
-def dvc_command() -> list[str]:
-    """The dvc of this Python environment: the flow must run the stages with the venv's Python."""
-    exe = Path(sys.executable).parent / "dvc"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "dvc"]
-
-
-def subprocess_env(repo: Path) -> dict[str, str]:
-    """PATH starts with the venv's bin (dvc's `python -m stages.x` must be the venv's python)."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH")) if p)
-    env.setdefault("DVC_NO_ANALYTICS", "1")
-    env["PYTHONUNBUFFERED"] = "1"  # stage logs arrive as they are written, not at exit
-    return env
+# a step's subprocess: output streamed into the run log, a hard timeout, stopped on any exit
 
 
 def _pump(stream: Any, lines: queue.Queue) -> None:
@@ -119,11 +110,11 @@ def stream_command(cmd: list[str], repo: Path, step: str, timeout_s: float | Non
                    logger: Any) -> list[str]:
     """Run ``cmd`` in ``repo``, logging each output line as it arrives; return the last lines.
 
-    The command gets its own process group: on timeout, cancellation or any error the whole group
-    (dvc and the stage it started) is terminated, so a timed-out stage never keeps running.
+    The command gets its own process group: on timeout, interruption or any error the whole group
+    (dvc and the stage it started) is terminated, so a stopped run never leaves a stage running.
     """
     logger.info("$ %s", " ".join(cmd[-4:] if cmd[0] == sys.executable else cmd))
-    proc = subprocess.Popen(cmd, cwd=repo, env=subprocess_env(repo), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=repo, env=dvc_env(repo), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
                             start_new_session=True)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -131,27 +122,22 @@ def stream_command(cmd: list[str], repo: Path, step: str, timeout_s: float | Non
     threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
     deadline = time.monotonic() + timeout_s if timeout_s else None
     try:
-        while True:
-            wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-            if wait <= 0:
-                raise StepFailed(step, f"{step} timed out after {timeout_s:.0f} s (flow.timeout_s."
-                                       f"{step} in params.yaml); its processes were stopped",
-                                 list(tail))
-            try:
-                line = lines.get(timeout=wait)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
-            line = line.rstrip()
+        while (line := _next_line(lines, deadline)) is not None:
             if line.strip():
-                tail.append(line)
-                logger.info("%s | %s", step, line)
+                tail.append(line.rstrip())
+                logger.info("%s | %s", step, line.rstrip())
         code = proc.wait()
+    except TimeoutError:
+        _running["stopped"] = step
+        raise StepFailed(step, f"{step} timed out after {timeout_s:.0f} s (flow.timeout_s.{step} "
+                               "in params.yaml); its processes were stopped", list(tail)) from None
+    except BaseException:  # Ctrl-C, SIGTERM: named in the one line the command prints
+        _running["stopped"] = step
+        raise
     finally:
         _stop(proc)
     if code != 0:
-        if any(hint in line for line in tail for hint in LOCK_HINTS):
+        if is_lock_error("\n".join(tail)):
             raise StepFailed(step, f"{step}: {lock_message(repo)}", list(tail))
         errors = [line.strip() for line in tail if "ERROR" in line]
         raise StepFailed(step, f"{step} failed (exit {code})"
@@ -159,10 +145,15 @@ def stream_command(cmd: list[str], repo: Path, step: str, timeout_s: float | Non
     return list(tail)
 
 
-def lock_message(repo: Path) -> str:
-    return (f"DVC's repository lock is held by another process (a `dvc repro`/`dvc exp` in "
-            f"{repo}, or a run outside Prefect). Wait for it to finish and re-run; if nothing is "
-            "running, the lock is stale: remove .dvc/tmp/lock and .dvc/tmp/rwlock")
+def _next_line(lines: queue.Queue, deadline: float | None) -> str | None:
+    """The next output line (None at the end); TimeoutError past ``deadline``. Waits in 1 s
+    slices so that a signal (Ctrl-C, SIGTERM) is handled within a second."""
+    while True:
+        wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+        if wait <= 0:
+            raise TimeoutError
+        with contextlib.suppress(queue.Empty):
+            return lines.get(timeout=wait)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -180,69 +171,69 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
-def git(repo: Path, *args: str) -> str:
-    """A git command in ``repo``; a failure is a StageError with git's own message."""
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise StageError(f"git {' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()}",
-                         where=str(repo))
-    return proc.stdout.strip()
-
-
-def dvc_output(repo: Path, *args: str) -> str:
-    proc = subprocess.run([*dvc_command(), *args], cwd=repo, env=subprocess_env(repo),
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        if any(hint in proc.stderr + proc.stdout for hint in LOCK_HINTS):
-            raise StageError(f"dvc {args[0]}: {lock_message(repo)}", where=str(repo))
-        raise StageError(f"dvc {' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()}",
-                         where=str(repo), fix="check dvc.yaml and params.yaml (`dvc dag`)")
-    return proc.stdout
-
-
 # ---------------------------------------------------------------------------------------------
-# the DAG, params and overrides
+# what DVC knows: the stage graph, what changed, params
+
+
+def stage_graph(repo: Path) -> dict[str, list[str]]:
+    """Each dvc.yaml stage and the stages it depends on, from DVC's own graph, in dvc.yaml order."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+    from dvc.stage import PipelineStage
+
+    try:
+        with Repo(str(repo)) as dvc_repo:
+            graph = dvc_repo.index.graph  # edges point from a stage to the stages it reads from
+            stages = [s for s in dvc_repo.index.stages if isinstance(s, PipelineStage)]
+            return {s.addressing: [d.addressing for d in graph.successors(s)
+                                   if isinstance(d, PipelineStage)] for s in stages}
+    except DvcException as exc:
+        raise StageError(f"DVC cannot read the pipeline: {exc}", where=str(repo / "dvc.yaml"),
+                         fix="check dvc.yaml and params.yaml (`dvc dag`)") from None
+
+
+def ancestors(graph: dict[str, list[str]], stage: str) -> set[str]:
+    """``stage`` and every stage it depends on, directly or not."""
+    seen, todo = {stage}, [stage]
+    while todo:
+        for parent in graph[todo.pop()]:
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return seen
 
 
 def dag_order(repo: Path, until: str | None = None) -> list[str]:
-    """Stages in dependency order as DVC sees them (`dvc dag --dot`); ties keep dvc.yaml's order.
+    """Stages in dependency order (DVC's graph); ties keep dvc.yaml's order.
 
     With ``until``, only that stage and its ancestors (what `dvc repro <until>` would run).
     """
-    dot = dvc_output(repo, "dag", "--dot")
-    nodes = re.findall(r'^"([^"]+)";$', dot, flags=re.M)
-    edges = re.findall(r'^"([^"]+)" -> "([^"]+)";$', dot, flags=re.M)
+    graph = stage_graph(repo)
     if until is not None:
-        if until not in nodes:
+        if until not in graph:
             raise StageError(f"unknown stage {until!r}", where="dvc.yaml",
-                             fix=f"use one of {nodes}")
-        keep, frontier = {until}, [until]
-        while frontier:
-            child = frontier.pop()
-            for a, b in edges:
-                if b == child and a not in keep:
-                    keep.add(a)
-                    frontier.append(a)
-        nodes = [n for n in nodes if n in keep]
-        edges = [(a, b) for a, b in edges if a in keep and b in keep]
-    parents = {n: {a for a, b in edges if b == n} for n in nodes}
+                             fix=f"use one of {list(graph)}")
+        keep = ancestors(graph, until)
+        graph = {s: deps for s, deps in graph.items() if s in keep}
+    position = {name: i for i, name in enumerate(graph)}
+    sorter = graphlib.TopologicalSorter(graph)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        raise StageError(f"dvc.yaml has a cycle: {exc.args[1]}", where="dvc.yaml") from None
     order: list[str] = []
-    while len(order) < len(nodes):
-        ready = [n for n in nodes if n not in order and parents[n] <= set(order)]
-        if not ready:
-            raise StageError("dvc dag has a cycle", where="dvc.yaml")
-        order.append(ready[0])
+    ready: list[str] = []
+    while sorter.is_active():
+        ready = sorted([*ready, *sorter.get_ready()], key=position.__getitem__)
+        order.append(ready.pop(0))  # one at a time, so that dvc.yaml order breaks every tie
+        sorter.done(order[-1])
     return order
 
 
-def up_to_date(repo: Path, until: str | None) -> bool:
-    """True when `dvc status` finds nothing to reproduce: one DVC start-up instead of one per
-    stage. (It cannot tell which downstream stages a change will reach, so it is all or nothing.)
-    """
-    import json
-
-    target = ["--with-deps", until] if until else []
-    return json.loads(dvc_output(repo, "status", "--json", *target) or "{}") == {}
+def changed_stages(repo: Path, *targets: str, with_deps: bool = False) -> set[str]:
+    """The stages `dvc status --json` reports as changed (no targets: the whole pipeline)."""
+    args = ["status", "--json", *(["--with-deps"] if with_deps else []), *targets]
+    return set(json.loads(dvc(*args, cwd=repo) or "{}"))
 
 
 def load_flow_params(repo: Path) -> FlowParams:
@@ -257,49 +248,42 @@ def load_flow_params(repo: Path) -> FlowParams:
     return params
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["train.epochs=3", ...]`` (as `dvc exp run -S`) into a mapping; values are YAML."""
-    import yaml
-
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``["train.epochs=3", ...]`` (as `dvc exp run -S`) into ``{"train.epochs": "3"}``."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise StageError(f"override {item!r} is not section.key=value",
                              fix="e.g. -S train.epochs=3")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = value
     return out
 
 
+def _override_value(value: Any) -> str:
+    """A value in `dvc exp run -S` grammar: strings as typed, the rest as JSON (true, null, [1])."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def apply_overrides(params_file: Path, overrides: dict[str, Any]) -> list[str]:
-    """Write ``{"section.key": value}`` into params.yaml, keeping its comments and layout.
+    """Write ``{"section.key": value}`` into params.yaml with DVC's own `dvc exp run -S` code.
 
-    Only existing keys: a typo must stop the run here, not silently add an unused key. String
-    values are read as YAML, like `dvc exp run -S` does ("3" is the number 3).
+    Comments and layout stay; only existing keys can be set (a typo stops the run here instead of
+    adding an unused key); values are read as `-S` reads them ("3" is the number 3).
     """
-    import yaml
-    from ruamel.yaml import YAML
+    from dvc.exceptions import InvalidArgumentError
+    from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
 
-    rt = YAML()
-    rt.preserve_quotes = True
-    rt.width = 4096
-    data = rt.load(params_file.read_text(encoding="utf-8"))
-    changed = []
-    for key, value in overrides.items():
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
-        *parents, leaf = key.split(".")
-        node = data
-        for part in parents:
-            node = node.get(part) if hasattr(node, "get") else None
-        if not parents or not hasattr(node, "get") or leaf not in node:
-            raise StageError(f"unknown parameter {key!r}", where=str(params_file),
-                             fix="override an existing key: section.key[.subkey]=value")
-        node[leaf] = value
-        changed.append(f"{key}={value!r}")
-    with params_file.open("w", encoding="utf-8") as f:
-        rt.dump(data, f)
-    return changed
+    items = [f"{key}={_override_value(value)}" for key, value in overrides.items()]
+    try:
+        dvc_apply_overrides(params_file, items)
+    except InvalidArgumentError as exc:
+        cause = str(exc.__cause__ or exc)
+        unknown = re.search(r"Could not override '([^']+)'", cause)
+        raise StageError(f"unknown parameter {unknown[1]!r}" if unknown else
+                         f"invalid override: {cause.splitlines()[0]}", where=str(params_file),
+                         fix="override an existing key: section.key[.subkey]=value") from None
+    return items
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,15 +291,19 @@ def apply_overrides(params_file: Path, overrides: dict[str, Any]) -> list[str]:
 
 
 @task(name="dvc-stage")
-def run_stage(stage: str, repo: str, timeout_s: int) -> dict[str, Any]:
-    """`dvc repro --single-item <stage>`: DVC decides whether it runs, is skipped or restored."""
+def run_stage(stage: str, repo: str, timeout_s: int, check_first: bool) -> dict[str, Any]:
+    """`dvc repro --single-item <stage>`, unless `dvc status` says the stage is unchanged.
+
+    ``check_first``: an upstream stage ran in this run, so ask DVC again whether this one changed.
+    """
     logger = get_run_logger()
     start = time.perf_counter()
-    tail = stream_command([*dvc_command(), "repro", "--single-item", stage], Path(repo), stage,
-                          timeout_s, logger)
-    text = "\n".join(tail)
-    status = ("skipped (unchanged)" if "didn't change, skipping" in text
-              else "restored from run-cache" if "skipping run, checking out" in text else "ran")
+    if check_first and not changed_stages(Path(repo), stage):
+        status = SKIPPED
+    else:
+        stream_command([*dvc_command(), "repro", "--single-item", stage], Path(repo), stage,
+                       timeout_s, logger)
+        status = RAN
     return {"stage": stage, "status": status, "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -323,7 +311,7 @@ def run_stage(stage: str, repo: str, timeout_s: int) -> dict[str, Any]:
 def dvc_pull(repo: str, timeout_s: int) -> str:
     """Fetch data and models the workspace lacks from the DVC remote (transient: retried)."""
     logger = get_run_logger()
-    if not dvc_output(Path(repo), "remote", "list").strip():
+    if not dvc("remote", "list", cwd=Path(repo)).strip():
         logger.warning("pull requested but no DVC remote is configured: nothing to pull")
         return "no remote"
     stream_command([*dvc_command(), "pull", "--allow-missing"], Path(repo), "pull", timeout_s,
@@ -353,12 +341,12 @@ def promote_candidate(repo: str, timeout_s: int) -> None:
 def push_results(repo: str, branch: str | None, timeout_s: int) -> list[str]:
     """`dvc push` to the configured remote, and the run branch to git's origin (transient)."""
     logger, path, done = get_run_logger(), Path(repo), []
-    if dvc_output(path, "remote", "list").strip():
+    if dvc("remote", "list", cwd=path).strip():
         stream_command([*dvc_command(), "push"], path, "push", timeout_s, logger)
         done.append("dvc push")
     else:
         logger.info("no DVC remote configured: nothing to push (`dvc remote add -d ...`)")
-    if branch and "origin" in git(path, "remote").split():
+    if branch and "origin" in git("remote", cwd=path).split():
         stream_command(["git", "push", "-u", "origin", branch], path, "push", timeout_s, logger)
         done.append(f"git push origin {branch}")
     return done
@@ -374,7 +362,7 @@ def run_branch_name(run_name: str | None) -> str:
 
 
 def require_clean_tree(repo: Path, why: str) -> None:
-    dirty = git(repo, "status", "--porcelain", "--untracked-files=no")
+    dirty = git("status", "--porcelain", "--untracked-files=no", cwd=repo)
     if dirty:
         files = ", ".join(line[3:] for line in dirty.splitlines()[:8])
         raise StageError(f"{why}, but tracked files have uncommitted changes: {files}",
@@ -384,13 +372,13 @@ def require_clean_tree(repo: Path, why: str) -> None:
 def commit_results(repo: Path, message: str) -> str | None:
     """Commit dvc.lock, params, metrics, plots, reports and new .gitignore files; None if none."""
     paths = [p for p in RESULT_PATHS if (repo / p).exists()]
-    new_ignores = [p for p in git(repo, "ls-files", "--others", "--exclude-standard").splitlines()
-                   if p.endswith(".gitignore")]
-    git(repo, "add", "-A", "--", *paths, *new_ignores)
-    if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=repo).returncode == 0:
+    new_ignores = [p for p in git("ls-files", "--others", "--exclude-standard", cwd=repo)
+                   .splitlines() if p.endswith(".gitignore")]
+    git("add", "-A", "--", *paths, *new_ignores, cwd=repo)
+    if not has_staged_changes(repo):
         return None
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
+    git("commit", "-q", "-m", message, cwd=repo)
+    return git("rev-parse", "HEAD", cwd=repo)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,24 +395,24 @@ def _read(path: Path, since: float) -> str | None:
 def failure_artifact(repo: Path, stage: str, error: BaseException, since: float,
                      context: str) -> str:
     """A markdown artifact saying why the run stopped; returns the flow's failure message."""
-    import json
-
     tail = getattr(error, "tail", [])
     report, key, message = None, "retrain-failure", str(error)
     if stage in VALIDATION_REPORTS:
-        report = _read(repo / VALIDATION_REPORTS[stage] / "summary.md", since)
+        summary = VALIDATION_REPORTS[stage] / artifacts.VALIDATION_SUMMARY
+        report = _read(repo / summary, since)
         if report:
             key = "retrain-validation"
             message = (f"data validation failed ({stage}): see the 'retrain-validation' "
-                       f"artifact and {VALIDATION_REPORTS[stage]}/summary.md")
+                       f"artifact and {summary}")
     elif stage == "gate":
-        report = _read(repo / GATE_REPORT, since)
-        gate = _read(repo / GATE_JSON, since)
+        report = _read(repo / artifacts.GATE_REPORT, since)
+        gate = _read(repo / artifacts.GATE_METRICS, since)
         if report:
             key = "retrain-gate"
             failed = ", ".join(json.loads(gate).get("failed") or []) if gate else ""
             message = (f"the gate failed ({failed or 'see report'}): the candidate may not "
-                       f"replace the champion; see the 'retrain-gate' artifact and {GATE_REPORT}")
+                       f"replace the champion; see the 'retrain-gate' artifact and "
+                       f"{artifacts.GATE_REPORT}")
     body = [f"# Retraining stopped at `{stage}`", "", f"**{message}**", "", context, ""]
     if report:
         body += [report.strip(), ""]
@@ -434,62 +422,60 @@ def failure_artifact(repo: Path, stage: str, error: BaseException, since: float,
     return message
 
 
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+def _delta(candidate: float | None, champion: float | None) -> float | None:
+    return None if candidate is None or champion is None else round(candidate - champion, 6)
 
 
 def success_artifacts(repo: Path, steps: list[dict[str, Any]], context: str) -> dict[str, Any]:
     """A metrics table (candidate, champion, TF-IDF baseline) and a candidate-vs-champion diff."""
-    import json
-
-    steps_table = [{"stage": s["stage"], "status": s["status"], "seconds": s["seconds"]}
-                   for s in steps]
-    create_table_artifact(key="retrain-stages", table=steps_table,
-                          description="what DVC did per stage in this run")
-    if not (repo / EVAL_JSON).is_file():
+    create_table_artifact(key="retrain-stages", description="what DVC did per stage in this run",
+                          table=[{k: s[k] for k in ("stage", "status", "seconds")} for s in steps])
+    if not (repo / artifacts.EVAL_METRICS).is_file():
         return {}
-    ev = json.loads((repo / EVAL_JSON).read_text(encoding="utf-8"))
-    cand, champ = ev["candidate"], ev.get("champion")
+    ev = json.loads((repo / artifacts.EVAL_METRICS).read_text(encoding="utf-8"))
+    cand, champ = ev["candidate"], ev.get("champion") or {}
     tfidf = (ev.get("baselines") or {}).get("tfidf_logreg") or {}
-    rows = []
-    for metric in ("macro_f1", "accuracy", "weighted_f1"):
-        c, b = cand.get(metric), (champ or {}).get(metric)
-        rows.append({"metric": metric, "candidate": c, "champion": b,
-                     "delta": None if b is None or c is None else round(c - b, 6),
-                     "tfidf_baseline": tfidf.get(metric)})
-    create_table_artifact(key="retrain-metrics", table=rows,
-                          description=f"test split ({ev.get('test_rows')} rows), metrics/eval.json")
-    gate = json.loads((repo / GATE_JSON).read_text()) if (repo / GATE_JSON).is_file() else {}
+    rows = [{"metric": metric, "candidate": cand.get(metric), "champion": champ.get(metric),
+             "delta": _delta(cand.get(metric), champ.get(metric)),
+             "tfidf_baseline": tfidf.get(metric)}
+            for metric in ("macro_f1", "accuracy", "weighted_f1")]
+    create_table_artifact(key="retrain-metrics", table=rows, description=f"test split "
+                          f"({ev.get('test_rows')} rows), {artifacts.EVAL_METRICS}")
+    create_markdown_artifact(key="retrain-vs-champion", description="candidate vs champion on the "
+                             "same test split", markdown=vs_champion_markdown(repo, ev, rows, context))
+    return {r["metric"]: r["candidate"] for r in rows}
+
+
+def vs_champion_markdown(repo: Path, ev: dict[str, Any], rows: list[dict[str, Any]],
+                         context: str) -> str:
+    cand, champ = ev["candidate"], ev.get("champion")
     md = ["# Candidate vs champion", "", context, "",
           f"Same test split for both ({ev.get('test_rows')} rows): the comparison is paired.", ""]
     if champ is None:
         md += ["No champion yet: this is the first model; only the absolute gate checks ran.", ""]
-    md += ["| metric | candidate | champion | delta |", "|---|---:|---:|---:|"]
-    md += [f"| {r['metric']} | {_fmt(r['candidate'])} | {_fmt(r['champion'])} | "
-           f"{_fmt(r['delta'])} |" for r in rows]
-    md += ["", "| class | candidate F1 | champion F1 |", "|---|---:|---:|"]
-    for label, m in cand.get("per_class", {}).items():
-        other = ((champ or {}).get("per_class") or {}).get(label, {})
-        md.append(f"| {label} | {_fmt(m.get('f1'))} | {_fmt(other.get('f1'))} |")
-    if gate:
-        verdict = "passed" if gate.get("passed") else "FAILED"
-        md += ["", f"Gate: **{verdict}** ({GATE_REPORT})."]
-    try:
-        diff = dvc_output(repo, "metrics", "diff", "--md").strip()
-    except StageError:
-        diff = ""
-    if diff:
-        md += ["", "## `dvc metrics diff` (workspace vs HEAD)", "", diff]
-    create_markdown_artifact(key="retrain-vs-champion", markdown="\n".join(md),
-                             description="candidate vs champion on the same test split")
-    return {r["metric"]: r["candidate"] for r in rows}
+    md += md_table(["metric", "candidate", "champion", "delta"],
+                   [[r["metric"], num(r["candidate"]), num(r["champion"]), signed(r["delta"])]
+                    for r in rows])
+    other = (champ or {}).get("per_class") or {}
+    md += ["", *md_table(["class", "candidate F1", "champion F1"],
+                         [[label, num(m.get("f1")), num(other.get(label, {}).get("f1"))]
+                          for label, m in cand.get("per_class", {}).items()])]
+    gate_path = repo / artifacts.GATE_METRICS
+    if gate_path.is_file():
+        verdict = "passed" if json.loads(gate_path.read_text()).get("passed") else "FAILED"
+        md += ["", f"Gate: **{verdict}** ({artifacts.GATE_REPORT})."]
+    with contextlib.suppress(StageError):
+        diff = dvc("metrics", "diff", "--md", cwd=repo).strip()
+        if diff:
+            md += ["", "## `dvc metrics diff` (workspace vs HEAD)", "", diff]
+    return "\n".join(md)
 
 
 # ---------------------------------------------------------------------------------------------
 # one retraining at a time
 
 
-@contextmanager
+@contextlib.contextmanager
 def one_retraining_at_a_time(logger: Any) -> Iterator[None]:
     """Hold the 1-slot global concurrency limit for the whole run (created on first use).
 
@@ -505,7 +491,7 @@ def one_retraining_at_a_time(logger: Any) -> Iterator[None]:
         try:
             client.read_global_concurrency_limit_by_name(CONCURRENCY_LIMIT)
         except ObjectNotFound:
-            with suppress(ObjectAlreadyExists):  # another run created it a moment ago
+            with contextlib.suppress(ObjectAlreadyExists):  # another run created it a moment ago
                 client.create_global_concurrency_limit(
                     GlobalConcurrencyLimitCreate(name=CONCURRENCY_LIMIT, limit=1))
     logger.info("waiting for the '%s' slot (one retraining at a time)", CONCURRENCY_LIMIT)
@@ -553,76 +539,183 @@ def retrain(repo_dir: str | None = None, revision: str | None = None, pull: bool
             return Failed(message=message)
 
 
-def _retrain(repo: Path, revision: str | None, pull: bool, promote: bool, push: bool,
-             overrides: dict[str, Any], until: str | None, reason: str, run_name: str | None,
-             logger: Any) -> Any:
-    start = time.time()
-    branch: str | None = None
+def _prepare_checkout(repo: Path, revision: str | None, pull: bool, overrides: dict[str, Any],
+                      run_name: str | None, logger: Any) -> str | None:
+    """Check out ``revision``, pull or check out DVC outputs, apply overrides on a run branch."""
     bootstrap = load_flow_params(repo)  # timeouts for the steps before a revision is checked out
     if revision:
         require_clean_tree(repo, f"revision={revision!r} asks to check out another revision")
-        git(repo, "switch", "--detach", revision)
-        logger.info("checked out %s (%s)", revision, git(repo, "rev-parse", "--short", "HEAD"))
+        git("switch", "--detach", revision, cwd=repo)
+        logger.info("checked out %s (%s)", revision, git("rev-parse", "--short", "HEAD", cwd=repo))
     if pull:
         dvc_pull.with_options(retries=bootstrap.retries_for("pull"),
                               retry_delay_seconds=bootstrap.retry_delay_s)(
             str(repo), bootstrap.timeout("pull"))
     elif revision:
         dvc_checkout(str(repo), bootstrap.timeout("checkout"))
-    if overrides:
+    if not overrides:
+        return None
+    branch = run_branch_name(run_name)
+    git("switch", "-c", branch, cwd=repo)
+    logger.info("on run branch %s; params overrides: %s", branch,
+                ", ".join(apply_overrides(repo / "params.yaml", overrides)))
+    return branch
+
+
+def _run_stages(repo: Path, stages: list[str], until: str | None, params: FlowParams,
+                context: str, logger: Any) -> list[dict[str, Any]] | str:
+    """Each stage as a task, in order; the steps done, or the failure message of the first
+    stage that failed."""
+    changed = changed_stages(repo, *([until] if until else []), with_deps=until is not None)
+    if not changed:  # the common scheduled run: no new data, code or params
+        logger.info("dvc status: every stage is up to date; nothing to run")
+        return [{"stage": s, "status": SKIPPED, "seconds": 0.0} for s in stages]
+    graph, ran, steps = stage_graph(repo), set(), []
+    for stage in stages:
+        upstream_ran = bool(ran & (ancestors(graph, stage) - {stage}))
+        if stage not in changed and not upstream_ran:  # DVC said unchanged, and nothing it reads
+            steps.append({"stage": stage, "status": SKIPPED, "seconds": 0.0})  # was rewritten
+            continue
+        stage_start = time.time()
+        state = run_stage.with_options(
+            task_run_name=f"dvc repro {stage}", retries=params.retries_for(stage),
+            retry_delay_seconds=params.retry_delay_s,
+        )(stage, str(repo), params.timeout(stage), stage not in changed, return_state=True)
+        if state.is_failed():
+            message = failure_artifact(repo, stage, state.result(raise_on_failure=False),
+                                       stage_start, context)
+            logger.error(message)
+            return message
+        steps.append(state.result())
+        if steps[-1]["status"] == RAN:
+            ran.add(stage)
+        logger.info("%s: %s in %.1f s", stage, steps[-1]["status"], steps[-1]["seconds"])
+    return steps
+
+
+def _promote(repo: Path, branch: str | None, run_name: str | None, context: str,
+             params: FlowParams, logger: Any) -> dict[str, Any]:
+    """Commit the run's results on the run branch, then promote the candidate there."""
+    if branch is None:
         branch = run_branch_name(run_name)
-        git(repo, "switch", "-c", branch)
-        logger.info("on run branch %s; params overrides: %s", branch,
-                    ", ".join(apply_overrides(repo / "params.yaml", overrides)))
+        git("switch", "-c", branch, cwd=repo)
+    commit = commit_results(repo, f"retrain {run_name}: dvc.lock, params and metrics\n\n{context}")
+    logger.info("committed the run's results on %s: %s", branch, commit or "nothing new")
+    promote_candidate(str(repo), params.timeout("promote"))
+    head = git("rev-parse", "HEAD", cwd=repo)
+    create_markdown_artifact(
+        key="retrain-promotion",
+        markdown=f"# Promoted on `{branch}`\n\n{context}\n\nOpen a pull request from `{branch}`"
+                 f" to review: `git log -2 --stat {branch}`.",
+        description=f"new champion committed on {branch}")
+    logger.info("promoted: branch %s, commit %s", branch, head[:10])
+    return {"branch": branch, "promoted": True, "commit": head}
+
+
+def _retrain(repo: Path, revision: str | None, pull: bool, promote: bool, push: bool,
+             overrides: dict[str, Any], until: str | None, reason: str, run_name: str | None,
+             logger: Any) -> Any:
+    start = time.time()
+    branch = _prepare_checkout(repo, revision, pull, overrides, run_name, logger)
     params = load_flow_params(repo)
     stages = dag_order(repo, until)
     if promote and "gate" not in stages:  # nothing approved the candidate: never promote it
         logger.warning("promote skipped: this run has no gate stage (until=%r)", until)
         promote = False
-    context = (f"Run `{run_name}` in `{repo}` at `{git(repo, 'rev-parse', '--short', 'HEAD')}`"
+    context = (f"Run `{run_name}` in `{repo}` at `{git('rev-parse', '--short', 'HEAD', cwd=repo)}`"
                f"{f' (branch `{branch}`)' if branch else ''}; reason: {reason}.")
     logger.info("stages: %s", " -> ".join(stages))
-    steps = []
-    if up_to_date(repo, until):  # the common scheduled run: no new data, code or params
-        logger.info("dvc status: every stage is up to date; nothing to run")
-        steps = [{"stage": s, "status": "skipped (unchanged)", "seconds": 0.0} for s in stages]
-        stages = []
-    for stage in stages:
-        stage_start = time.time()
-        state = run_stage.with_options(
-            task_run_name=f"dvc repro {stage}", retries=params.retries_for(stage),
-            retry_delay_seconds=params.retry_delay_s,
-        )(stage, str(repo), params.timeout(stage), return_state=True)
-        if state.is_failed():
-            error = state.result(raise_on_failure=False)
-            message = failure_artifact(repo, stage, error, stage_start, context)
-            logger.error(message)
-            return Failed(message=message)
-        steps.append(state.result())
-        logger.info("%s: %s in %.1f s", stage, steps[-1]["status"], steps[-1]["seconds"])
-    metrics = success_artifacts(repo, steps, context)
-    result: dict[str, Any] = {"stages": steps, "metrics": metrics, "branch": branch,
-                              "promoted": False, "seconds": round(time.time() - start, 1)}
+    steps = _run_stages(repo, stages, until, params, context, logger)
+    if isinstance(steps, str):
+        return Failed(message=steps)
+    result: dict[str, Any] = {"stages": steps, "metrics": success_artifacts(repo, steps, context),
+                              "branch": branch, "promoted": False}
     if promote:
-        if branch is None:
-            branch = run_branch_name(run_name)
-            git(repo, "switch", "-c", branch)
-        commit = commit_results(repo, f"retrain {run_name}: dvc.lock, params and metrics\n\n"
-                                      f"{context}")
-        logger.info("committed the run's results on %s: %s", branch, commit or "nothing new")
-        promote_candidate(str(repo), params.timeout("promote"))
-        result.update(branch=branch, promoted=True, commit=git(repo, "rev-parse", "HEAD"))
-        create_markdown_artifact(
-            key="retrain-promotion",
-            markdown=f"# Promoted on `{branch}`\n\n{context}\n\nOpen a pull request from `{branch}`"
-                     f" to review: `git log -2 --stat {branch}`.",
-            description=f"new champion committed on {branch}")
-        logger.info("promoted: branch %s, commit %s", branch, result["commit"][:10])
+        result.update(_promote(repo, branch, run_name, context, params, logger))
     if push:
         result["pushed"] = push_results.with_options(
             retries=params.retries_for("push"), retry_delay_seconds=params.retry_delay_s)(
-            str(repo), branch, params.timeout("push"))
+            str(repo), result["branch"], params.timeout("push"))
+    result["seconds"] = round(time.time() - start, 1)
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line: Ctrl-C and SIGTERM end the run in seconds, with one line
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived; raised in the main thread wherever it is, like Ctrl-C's KeyboardInterrupt
+    (while the flow runs, Prefect's own handler raises TerminationSignal instead)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum).name
+        super().__init__(self.signal)
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def temporary_server() -> Iterator[None]:
+    """Without PREFECT_API_URL, a temporary Prefect server for this run, in its own session.
+
+    Prefect's own temporary server shares the terminal's process group, so Ctrl-C killed it
+    before the run could record its end, and the run then spent minutes retrying a refused
+    connection. This one only stops when the run is over.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    print(f"retrain: starting a temporary Prefect server on {url} (set PREFECT_API_URL to use "
+          "yours)", file=sys.stderr)
+    server = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start",
+                               "--host", "127.0.0.1", "--port", str(port), "--no-ui",
+                               "--no-scheduler", "--no-late-runs", "--analytics-off"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + float(os.environ.get(
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 180))
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise StageError("the temporary Prefect server did not start",
+                                 where=f"prefect server start --port {port}",
+                                 fix="start one (`prefect server start`) and set PREFECT_API_URL")
+            time.sleep(0.5)
+        with temporary_settings({PREFECT_API_URL: url}):
+            try:
+                yield
+            finally:
+                _deliver_logs_and_events()
+    finally:
+        _stop(server)
+
+
+def _deliver_logs_and_events() -> None:
+    """Send the run's queued logs and events while the server is still up (else each is retried
+    against a closed port for a minute at exit)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=10)
 
 
 def main() -> None:
@@ -638,9 +731,20 @@ def main() -> None:
                         help="param override, e.g. -S train.epochs=3 (repeatable)")
     args = parser.parse_args()
     overrides = parse_overrides(args.set_param)
-    state = retrain(repo_dir=args.repo_dir, revision=args.revision, pull=args.pull,
-                    promote=args.promote, push=args.push, until=args.until, overrides=overrides,
-                    return_state=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGINT is KeyboardInterrupt already
+    try:
+        with temporary_server():
+            state = retrain(repo_dir=args.repo_dir, revision=args.revision, pull=args.pull,
+                            promote=args.promote, push=args.push, until=args.until,
+                            overrides=overrides, return_state=True)
+    except (Interrupted, KeyboardInterrupt, TerminationSignal) as exc:
+        signum = getattr(exc, "signal", signal.SIGINT)
+        name = signum if isinstance(signum, str) else signal.Signals(signum).name
+        step = _running.get("stopped")
+        print(f"retrain: interrupted by {name}"
+              + (f" during `{step}`: its processes were stopped" if step else "")
+              + "; the run is recorded as Crashed", file=sys.stderr)
+        sys.exit(128 + signal.Signals[name].value)
     print(f"retrain: {state.name}: {state.message or ''}".rstrip(": "))
     sys.exit(0 if state.is_completed() else 1)
 

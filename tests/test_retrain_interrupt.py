@@ -1,0 +1,96 @@
+"""Ctrl-C and SIGTERM during `python -m flows.retrain` (its temporary Prefect server): the running
+stage is stopped, the run is recorded as Crashed, and the command exits in seconds with one line.
+
+A real run: a git + DVC checkout whose only stage sleeps, the CLI without PREFECT_API_URL (so it
+starts its own temporary server, PREFECT_HOME in a temp dir), a real signal, and the server's own
+database read afterwards for the recorded states.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+STAGE = ("import os, pathlib, time; pathlib.Path('stage.pid').write_text(str(os.getpid())); "
+         "print('stage started', flush=True); time.sleep(600)")
+
+
+def sleeping_pipeline(root: Path) -> Path:
+    repo = root / "repo"
+    repo.mkdir()
+    (repo / "dvc.yaml").write_text(f'stages:\n  ingest:\n    cmd: python -c "{STAGE}"\n'
+                                   "    outs:\n      - out.txt\n")
+    (repo / "params.yaml").write_text("flow:\n  retries: {}\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    subprocess.run([str(Path(sys.executable).with_name("dvc")), "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], cwd=repo, check=True)
+    return repo
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, to_group", [(signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["SIGTERM", "ctrl-c"])
+def test_a_signal_stops_the_stage_and_records_the_run(tmp_path: Path, sig: signal.Signals,
+                                                      to_group: bool) -> None:
+    repo = sleeping_pipeline(tmp_path)
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PYTHONPATH=str(REPO_ROOT), PREFECT_HOME=str(home), DO_NOT_TRACK="1",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", DVC_NO_ANALYTICS="1")
+    log = (tmp_path / "run.log").open("w+")
+    # its own session, as a shell gives a foreground job: Ctrl-C is SIGINT to the whole group
+    proc = subprocess.Popen([sys.executable, "-m", "flows.retrain"], cwd=repo, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (repo / "stage.pid").is_file() or "stage started" not in log_text(log):
+            assert proc.poll() is None and time.monotonic() < deadline, log_text(log)
+            time.sleep(0.5)
+        stage_pid = int((repo / "stage.pid").read_text())
+        sent = time.monotonic()
+        if to_group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        code = proc.wait(timeout=60)
+        seconds = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = log_text(log)
+    assert seconds < 30, f"exited {seconds:.0f} s after {sig.name}:\n{out}"
+    assert code == 128 + sig.value, out
+    assert (f"retrain: interrupted by {sig.name} during `ingest`: its processes were stopped; "
+            "the run is recorded as Crashed") in out
+    assert "Traceback" not in out and "connection attempts failed" not in out, out
+    assert not alive(stage_pid), "the stage kept running"
+    assert not (repo / "out.txt").exists()
+    with sqlite3.connect(home / "prefect.db") as db:
+        flows = db.execute("select state_type from flow_run").fetchall()
+        tasks = db.execute("select name, state_type from task_run").fetchall()
+    assert flows == [("CRASHED",)]
+    assert tasks == [("dvc repro ingest", "CRASHED")]
+
+
+def log_text(log: object) -> str:
+    log.flush()
+    return Path(log.name).read_text()
