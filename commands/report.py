@@ -209,7 +209,8 @@ def defuse_markdown(text: str) -> str:
     """Markdown written by the pipeline (reports/gate.md) embedded as markdown, with what a data
     value inside it (a class name in a check name, a slice value) could smuggle in made inert:
     raw HTML, images, links, mentions, references, bare URLs."""
-    text = _CONTROL.sub("", text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # `<` opens every HTML tag and `&` every entity (`&#64;` is an @); `>` alone is a blockquote
+    text = _CONTROL.sub("", text).replace("&", "&amp;").replace("<", "&lt;")
     text = text.replace("![", "!\\[").replace("](", "]\\(")
     return _defang(text)
 
@@ -434,8 +435,8 @@ def metrics_section(mdiff: dict, base_metrics: dict[str, dict | None],
 
 def params_section(pdiff: dict) -> list[str]:
     lines = ["## Params (changed only)", ""]
-    exact = lambda v: "—" if v is None else json.dumps(v)  # noqa: E731  params: as written
-    rows = [[code(k), code(exact(r.get("old"))), code(exact(r.get("new"))), code(file)]
+    exact = lambda v: "—" if v is None else code(json.dumps(v))  # noqa: E731  params: as written
+    rows = [[code(k), exact(r.get("old")), exact(r.get("new")), code(file)]
             for file, changes in pdiff.items() for k, r in changes.items()
             if r.get("old") != r.get("new")]
     if not rows:

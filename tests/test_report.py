@@ -408,3 +408,17 @@ def test_pr_comment_escapes_markdown_injection(hostile_repo: dict) -> None:
     one = table(["text"], [[escape_markdown(HOSTILE)]])[2]
     assert len(re.split(r"(?<!\\)\|", one)) == 3 and "new row" in one and "**bold" not in one
     assert unsafe_markup(one) == [], unsafe_markup(one)
+
+
+def test_bad_report_param_is_a_clear_error(hostile_repo: dict) -> None:
+    repo = hostile_repo["repo"]
+    params = (repo / "params.yaml").read_text()
+    try:
+        set_params(repo, {"report": {"show_text": True}})          # a typo of show_texts
+        proc = run_report(repo, "--base", hostile_repo["c1"], "--out", "reports/typo.md")
+    finally:
+        (repo / "params.yaml").write_text(params)
+    assert proc.returncode == 1
+    assert "ERROR [commands.report]: unknown parameter(s) ['show_text']" in proc.stderr
+    assert "params.yaml:report" in proc.stderr and "allowed keys: ['show_texts']" in proc.stderr
+    assert not (repo / "reports/typo.md").exists() and not (repo / "reports/typo-plots").exists()
