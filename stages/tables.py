@@ -350,7 +350,8 @@ def _check_values(df: pd.DataFrame, what: str, shown: str, locate: Any,
             if scalar and name not in string_columns:
                 continue
             kind = _json_type(value) if not hasattr(value, "tolist") else "array"
-            raise StageError(f"{what}: column '{name}' at {locate(i)} is a {kind} "
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise StageError(f"{what}: column '{name}' at {locate(i)} is {article} {kind} "
                              f"({_preview(value)}), not a string", where=f"{shown}, {locate(i)}",
                              fix=f"every '{name}' must be a plain string"
                              + (" (quote numbers)" if scalar or kind == "boolean" else ""))
