@@ -3,7 +3,10 @@
     python -m commands.predict --model models/onnx/model.int8.onnx --input in.csv --output out.csv
 
 Reads the ``text`` column (and keeps ``id`` when present, else the text), writes ``label`` and
-one ``prob_<class>`` column per class, in the input's row order, atomically. The tokenizer
+one ``prob_<class>`` column per class, in the input's row order, atomically. The input is
+streamed in chunks (Parquet row-group batches, CSV chunks, JSON Lines) and the output written
+chunk by chunk to a temporary file that is renamed at the end, so memory stays bounded whatever
+the file size (benchmarks/predict_memory.py: 1M short texts under 1.5 GB peak RSS). The tokenizer
 (``tokenizer/``) and class names (``labels.json``) are found next to the model file. Texts
 longer than the model's max_length are truncated and counted in the summary.
 
@@ -39,56 +42,81 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="CPU threads for ONNX Runtime (default: all cores)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto: CUDA when a GPU and onnxruntime-gpu are present, else CPU")
+    parser.add_argument("--chunk-rows", type=int, default=10_000,
+                        help="rows read, scored and written at a time (bounds memory)")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    if args.chunk_rows < 1:
+        parser.error("--chunk-rows must be at least 1")
     return args
 
 
-def read_texts(path: Path) -> Any:
-    """The input table with a string ``text`` column; StageError for what a user can fix."""
-    from stages.io import read_table
+def iter_text_chunks(path: Path, chunk_rows: int = 10_000) -> Any:
+    """The input in chunks with a string ``text`` column; StageError for what a user can fix."""
+    from stages.tables import iter_table_chunks
 
     if not path.is_file():
         raise StageError(f"input file not found: {path}", fix="check --input")
-    df = read_table(str(path), "input")  # errors for unreadable, non-UTF-8 and empty files
-    if "text" not in df.columns:
-        raise StageError(f"input has no 'text' column (columns: {list(df.columns)})",
-                         where=str(path), fix="name the column holding the texts 'text'")
-    df["text"] = df["text"].fillna("").astype(str)
-    return df
+    for df in iter_table_chunks(str(path), "input", chunk_rows):
+        if "text" not in df.columns:
+            raise StageError(f"input has no 'text' column (columns: {list(df.columns)})",
+                             where=str(path), fix="name the column holding the texts 'text'")
+        df["text"] = df["text"].fillna("").astype(str)
+        yield df
 
 
-def predict(model_path: Path, df: Any, batch_size: int = 32, threads: int | None = None,
-            device: str = "auto") -> tuple[Any, dict[str, Any]]:
-    """Scored table (id or text, label, prob_<class>...) and a summary of the run."""
+def score_chunk(model: Any, df: Any, batch_size: int) -> tuple[Any, dict[str, int]]:
+    """One chunk scored: the output rows and its counts (rows, truncated, empty texts)."""
     import pandas as pd
 
-    from stages.onnx_session import encode, load_onnx_model, provider, run_logits, softmax
+    from stages.onnx_session import encode, run_logits, softmax
 
-    model = load_onnx_model(model_path, threads=threads, device=device)
     texts = df["text"].tolist()
     encodings = encode(model, texts)
-    probs = softmax(run_logits(model, encodings, batch_size=batch_size, show_progress=True))
+    probs = softmax(run_logits(model, encodings, batch_size=batch_size))
     keep = "id" if "id" in df.columns else "text"
     out = pd.DataFrame({keep: df[keep].to_numpy()})
     out["label"] = [model.labels[i] for i in probs.argmax(axis=1)]
     for j, name in enumerate(model.labels):
         out[f"prob_{name}"] = probs[:, j].round(6)
-    summary = {
-        "rows": len(texts),
-        "truncated": sum(1 for e in encodings if e.overflowing),
-        "max_length": model.max_length,
-        "empty_texts": sum(1 for t in texts if not t.strip()),
-        "provider": provider(model.session),
-        "labels": out["label"].value_counts().to_dict(),
-    }
-    return out, summary
+    counts = {"rows": len(texts), "truncated": sum(1 for e in encodings if e.overflowing),
+              "empty_texts": sum(1 for t in texts if not t.strip())}
+    return out, counts
+
+
+def summarise(model: Any, counts: dict[str, int], provider_name: str,
+              labels: Any) -> dict[str, Any]:
+    return {**counts, "max_length": model.max_length, "provider": provider_name,
+            "labels": dict(sorted(labels.items(), key=lambda kv: (-kv[1], kv[0])))}
+
+
+def predict_file(model_path: Path, input_path: Path, output_path: Path, batch_size: int = 32,
+                 threads: int | None = None, device: str = "auto",
+                 chunk_rows: int = 10_000) -> dict[str, Any]:
+    """Score ``input_path`` chunk by chunk into ``output_path`` (CSV, written atomically)."""
+    from collections import Counter
+
+    from stages.common import progress
+    from stages.io import atomic_path
+    from stages.onnx_session import load_onnx_model, provider
+
+    model = load_onnx_model(model_path, threads=threads, device=device)
+    totals = {"rows": 0, "truncated": 0, "empty_texts": 0}
+    labels: Counter[str] = Counter()
+    with atomic_path(output_path) as tmp, tmp.open("w", encoding="utf-8", newline="") as f, \
+            progress(None, desc="predict", unit="row") as bar:
+        for df in iter_text_chunks(input_path, chunk_rows):
+            out, counts = score_chunk(model, df, batch_size)
+            out.to_csv(f, index=False, header=totals["rows"] == 0)
+            for k, v in counts.items():
+                totals[k] += v
+            labels.update(out["label"].tolist())
+            bar.update(len(out))
+    return summarise(model, totals, provider(model.session), labels)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from stages.io import write_csv
-
     args = parse_args(argv)
     if args.output.resolve() == args.input.resolve():
         raise StageError("--output is the input file", where=str(args.output),
@@ -98,10 +126,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                          fix="run `dvc repro quantize` (or `dvc pull`) to get "
                          f"{artifacts.ONNX_INT8_PATH}, or pass --model")
     start = time.perf_counter()
-    df = read_texts(args.input)
-    log.info("read %d rows from %s", len(df), args.input)
-    out, summary = predict(args.model, df, args.batch_size, args.threads, args.device)
-    write_csv(args.output, out)
+    summary = predict_file(args.model, args.input, args.output, args.batch_size, args.threads,
+                           args.device, args.chunk_rows)
     seconds = time.perf_counter() - start
     print(f"scored {summary['rows']} rows in {seconds:.1f}s with {args.model} on "
           f"{summary['provider']} -> {args.output}")

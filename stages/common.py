@@ -144,7 +144,8 @@ def read_params_file(path: Path = PARAMS_FILE) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, text, path) from None
     if not isinstance(params, dict):
-        raise StageError("params file must be a mapping of sections", where=str(path))
+        raise StageError("params file must be a mapping of sections", where=str(path),
+                         fix="start each section at column 0, e.g. 'train:' then indented keys")
     return params
 
 
@@ -176,7 +177,8 @@ def load_params(section: str, schema: type[T], path: Path = PARAMS_FILE) -> T:
 def from_mapping(schema: type[T], values: dict[str, Any], where: str) -> T:
     """Build dataclass ``schema`` from ``values``; nested dataclasses are built recursively."""
     if not isinstance(values, dict):
-        raise StageError(f"expected a mapping, got {type(values).__name__}", where=where)
+        raise StageError(f"expected a mapping, got {type(values).__name__}", where=where,
+                         fix="write the keys indented under it, one 'key: value' per line")
     fields = {f.name: f for f in dataclasses.fields(schema)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -189,7 +191,8 @@ def from_mapping(schema: type[T], values: dict[str, Any], where: str) -> T:
     try:
         obj = schema(**kwargs)
     except TypeError as exc:  # a required key without a default
-        raise StageError(str(exc), where=where) from None
+        raise StageError(str(exc), where=where,
+                         fix="add the missing key (see the README's parameter table)") from None
     check_constraints(obj, where)
     return obj
 
@@ -234,7 +237,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
                 return _coerce(arg, value, where)
             except StageError:
                 continue
-        raise StageError(f"value {value!r} does not fit {hint}", where=where)
+        raise StageError(f"value {value!r} does not fit {hint}", where=where,
+                         fix=f"set {_key(where)} to a value of type {hint}")
     if origin is typing.Literal:
         if value not in typing.get_args(hint):
             raise StageError(f"value {value!r} not allowed", where=where,
@@ -243,12 +247,14 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin in (list, tuple):
         (item,) = typing.get_args(hint)[:1] or (Any,)
         if not isinstance(value, list):
-            raise StageError(f"expected a list, got {value!r}", where=where)
+            raise StageError(f"expected a list, got {value!r}", where=where,
+                             fix=f"set {_key(where)} to a list, e.g. [a, b]")
         return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         _, val_t = typing.get_args(hint) or (Any, Any)
         if not isinstance(value, dict):
-            raise StageError(f"expected a mapping, got {value!r}", where=where)
+            raise StageError(f"expected a mapping, got {value!r}", where=where,
+                             fix=f"set {_key(where)} to a mapping, e.g. {{key: value}}")
         return {k: _coerce(val_t, v, f"{where}.{k}") for k, v in value.items()}
     if hint is Any:
         return value
@@ -261,8 +267,15 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         except ValueError:
             pass
     if isinstance(value, bool) and hint is not bool or not isinstance(value, hint):
-        raise StageError(f"expected {hint.__name__}, got {value!r}", where=where)
+        article = "an" if hint.__name__[0] in "aeiou" else "a"
+        raise StageError(f"expected {hint.__name__}, got {value!r}", where=where,
+                         fix=f"set {_key(where)} to {article} {hint.__name__}")
     return value
+
+
+def _key(where: str) -> str:
+    """``train.epochs`` from ``params.yaml:train.epochs``."""
+    return where.rsplit(":", 1)[-1]
 
 
 def run_cli(main: Callable[[], Any]) -> None:

@@ -14,9 +14,11 @@ logs, events and dvc.lock); every URL that reaches a log line or a message goes 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from stages.common import StageError, redact_url
@@ -60,6 +62,14 @@ def check_no_credentials(source: str, where: str | None = None) -> None:
 
 def read_bytes(source: str, what: str) -> bytes:
     """The whole file (local or fsspec URL), with errors that say which kind of failure it was."""
+    with open_source(source, what) as f:
+        return f.read()
+
+
+@contextlib.contextmanager
+def open_source(source: str, what: str) -> Iterator[Any]:
+    """A binary file object for a path or fsspec URL; failures become StageErrors that tell a
+    missing file from a refused connection, a missing filesystem package or an unknown scheme."""
     check_no_credentials(source)
     shown = redact_url(source)
     protocol = source.split("://", 1)[0].lower() if "://" in source else "file"
@@ -67,20 +77,26 @@ def read_bytes(source: str, what: str) -> bytes:
         import fsspec
 
         with fsspec.open(source, "rb") as f:
-            return f.read()
+            yield f
+    except StageError:
+        raise
     except ImportError:
         package = PROTOCOL_PACKAGES.get(protocol, f"the fsspec filesystem for {protocol}://")
         raise StageError(f"{what}: reading {protocol}:// URLs needs the package '{package}', which "
                          "is not installed", where=shown,
                          fix=f"pip install {package} (and give its credentials through the "
                          "environment), or copy the file locally") from None
+    except UnicodeDecodeError as exc:
+        raise StageError(f"{what} file is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})",
+                         where=shown, fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t "
+                         "utf-8)") from None
     except ValueError as exc:
-        if "protocol" in str(exc).lower():
+        if "protocol not known" in str(exc).lower():
             raise StageError(f"{what}: unknown URL scheme '{protocol}://'", where=shown,
                              fix="use a local path or an fsspec URL (s3://, gs://, https://...)"
                              ) from None
-        raise StageError(f"{what} file could not be read: {exc}", where=shown) from None
-    except (FileNotFoundError, IsADirectoryError, PermissionError, OSError) as exc:
+        raise
+    except OSError as exc:
         connection = _connection_error(exc)
         if connection is not None:
             raise StageError(f"{what}: could not connect to the server ({connection})",
@@ -88,7 +104,8 @@ def read_bytes(source: str, what: str) -> bytes:
                              "up, and network/proxy settings; then re-run") from None
         if isinstance(exc, FileNotFoundError):
             raise StageError(f"{what} file not found", where=shown,
-                             fix="check ingest.source in params.yaml") from None
+                             fix="check the path (ingest.source in params.yaml, or --input)"
+                             ) from None
         raise StageError(f"{what} file could not be read: {type(exc).__name__}: "
                          f"{redact_url(str(exc))}", where=shown) from None
 
@@ -239,9 +256,7 @@ def _parse_json(text: str, what: str, shown: str) -> tuple[pd.DataFrame, Any]:
 
         def locate(i: int) -> str:
             return f"line {lines[i]}"
-    df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    df = df.astype(object).where(df.notna(), None) if len(df) else df
-    return df, locate
+    return (_records_frame(records) if records else pd.DataFrame()), locate
 
 
 class _DuplicateKey(Exception):
@@ -335,7 +350,8 @@ def _check_values(df: pd.DataFrame, what: str, shown: str, locate: Any,
             if scalar and name not in string_columns:
                 continue
             kind = _json_type(value) if not hasattr(value, "tolist") else "array"
-            raise StageError(f"{what}: column '{name}' at {locate(i)} is a {kind} "
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise StageError(f"{what}: column '{name}' at {locate(i)} is {article} {kind} "
                              f"({_preview(value)}), not a string", where=f"{shown}, {locate(i)}",
                              fix=f"every '{name}' must be a plain string"
                              + (" (quote numbers)" if scalar or kind == "boolean" else ""))
@@ -344,3 +360,146 @@ def _check_values(df: pd.DataFrame, what: str, shown: str, locate: Any,
 def _preview(value: Any) -> str:
     text = repr(value.tolist() if hasattr(value, "tolist") else value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def iter_table_chunks(source: str, what: str, chunk_rows: int = 10_000,
+                      string_columns: tuple[str, ...] = ("text",)) -> Iterator[pd.DataFrame]:
+    """The table in chunks of at most ``chunk_rows`` rows, for bounded memory (predict).
+
+    Parquet is read by row group batches, CSV with pandas' chunked reader, JSON Lines line by
+    line; every chunk gets the checks :func:`read_table` applies (a JSON array is parsed whole).
+    A table without rows raises, as in :func:`read_table`.
+    """
+    fmt = table_format(source, what)
+    shown = redact_url(source)
+    rows = 0
+    with open_source(source, what) as f:
+        head = f.read(len(PARQUET_MAGIC))
+        f.seek(0)
+        if not head.strip() and not f.read(1 << 16).strip():
+            raise StageError(f"{what} file is empty", where=shown, fix="provide at least one row")
+        f.seek(0)
+        if head == PARQUET_MAGIC and fmt != "parquet":
+            raise StageError(f"{what} file is Parquet (it starts with the bytes 'PAR1') but is "
+                             f"named as {fmt}", where=shown, fix="rename it to .parquet")
+        if fmt == "parquet":
+            chunks = _parquet_chunks(f, what, shown, chunk_rows)
+        elif fmt == "csv":
+            chunks = _csv_chunks(f, what, shown, chunk_rows)
+        else:
+            chunks = _jsonl_chunks(f, what, shown, chunk_rows)
+        for df, locate in chunks:
+            _check_values(df, what, shown, locate, string_columns)
+            rows += len(df)
+            yield df
+    if rows == 0:
+        raise StageError(f"{what} file has no rows", where=shown, fix="provide at least one row")
+
+
+def _parquet_chunks(f: Any, what: str, shown: str, chunk_rows: int) -> Iterator[tuple]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if f.read(len(PARQUET_MAGIC)) != PARQUET_MAGIC:
+        raise StageError(f"{what} file is named .parquet but has no 'PAR1' header",
+                         where=shown, fix="rename it to the format it really is (.csv, .jsonl)")
+    f.seek(0)
+    try:
+        pf = pq.ParquetFile(f)
+        _check_header(pf.schema_arrow.names, what, shown)
+        start = 0
+        for batch in pf.iter_batches(batch_size=chunk_rows):
+            offset = start
+            yield batch.to_pandas(), (lambda i, o=offset: f"row {o + i} (0-based)")
+            start += batch.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise StageError(f"{what} file could not be read as Parquet (truncated or damaged?): "
+                         f"{exc}", where=shown, fix="re-export it") from None
+
+
+def _csv_chunks(f: Any, what: str, shown: str, chunk_rows: int) -> Iterator[tuple]:
+    import pandas as pd
+
+    text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
+    first = text.readline().rstrip("\r\n")
+    header = next(csv.reader([first])) if first else []
+    if len(header) == 1:
+        for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+            if sep in first:
+                raise StageError(
+                    f"{what} file looks {name}-delimited (header {first[:80]!r}), but a .csv "
+                    "here must be comma-separated", where=f"{shown}, line 1",
+                    fix="re-save it comma-separated, or as .jsonl/.parquet")
+    _check_header(header, what, f"{shown}, line 1")
+    text.seek(0)
+    try:
+        reader = pd.read_csv(text, dtype=str, keep_default_na=False, na_values=[""],
+                             chunksize=chunk_rows)
+        start = 0
+        for chunk in reader:
+            if not isinstance(chunk.index, pd.RangeIndex):
+                raise StageError(f"{what} file: every row has one more field than the header "
+                                 f"{header} (a trailing comma at the end of each line?)",
+                                 where=f"{shown}, line 2", fix="remove the trailing commas")
+            offset = start
+            yield chunk.reset_index(drop=True), (lambda i, o=offset: f"line {o + i + 2}")
+            start += len(chunk)
+    except UnicodeDecodeError as exc:
+        raise StageError(f"{what} file is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})",
+                         where=shown, fix="re-save the file as UTF-8") from None
+    except (ValueError, pd.errors.ParserError) as exc:
+        if isinstance(exc, pd.errors.EmptyDataError):
+            return
+        raise StageError(f"{what} file could not be parsed as CSV: {exc}", where=shown,
+                         fix="quote fields that contain commas, quotes or newlines") from None
+
+
+def _jsonl_chunks(f: Any, what: str, shown: str, chunk_rows: int) -> Iterator[tuple]:
+    first = f.read(1 << 12).lstrip()
+    f.seek(0)
+    if first.startswith(b"["):  # one JSON array: no streaming form, parsed whole
+        df, locate = _parse_json(_decode(f.read(), what, shown), what, shown)
+        for start in range(0, len(df), chunk_rows):
+            part = df.iloc[start:start + chunk_rows].reset_index(drop=True)
+            yield part, (lambda i, o=start: locate(o + i))
+        return
+    records: list[dict] = []
+    lines: list[int] = []
+    for lineno, raw in enumerate(f, start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StageError(f"{what} file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
+                             where=f"{shown}, line {lineno}", fix="re-save the file as UTF-8"
+                             ) from None
+        try:
+            item = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+        except json.JSONDecodeError as exc:
+            raise StageError(f"{what} file: line {lineno} is not valid JSON ({exc.msg} at column "
+                             f"{exc.colno})", where=f"{shown}, line {lineno}",
+                             fix="fix or remove that line; each line must be one JSON object"
+                             ) from None
+        except _DuplicateKey as exc:
+            raise StageError(f"{what} file: line {lineno} has the key {exc.key!r} twice",
+                             where=f"{shown}, line {lineno}", fix="keep one value per key"
+                             ) from None
+        if not isinstance(item, dict):
+            raise StageError(f"{what} file: line {lineno} is a JSON {_json_type(item)}, not an "
+                             "object", where=f"{shown}, line {lineno}",
+                             fix='each line must be an object like {"id": ..., "text": ...}')
+        records.append(item)
+        lines.append(lineno)
+        if len(records) == chunk_rows:
+            yield _records_frame(records), (lambda i, ls=lines: f"line {ls[i]}")
+            records, lines = [], []
+    if records:
+        yield _records_frame(records), (lambda i, ls=lines: f"line {ls[i]}")
+
+
+def _records_frame(records: list[dict]) -> pd.DataFrame:
+    import pandas as pd
+
+    df = pd.DataFrame.from_records(records)
+    return df.astype(object).where(df.notna(), None)
