@@ -193,3 +193,11 @@ def profile_of_ingested_data() -> dict[str, Any]:
         if not path.is_file():
             raise StageError("ingested data not found", where=str(path), fix="run `dvc repro`")
     return data_profile(pd.read_parquet(RAW_TEXTS), pd.read_parquet(LABELS))
+
+
+# ---------------------------------------------------------------- serving
+# inside the champion's onnx/: test texts with the probabilities promote computed for them with
+# the exported files; the service reloads a champion only if it reproduces them
+CHAMPION_REFERENCE = "reference_predictions.parquet"
+ONNX_PRECISIONS = {"int8": ONNX_INT8, "fp32": ONNX_FP32, "fp16": ONNX_FP16}
+PREDICTION_LOG_DIR = Path("logs/predictions")  # the service's default serve.log_dir (gitignored)
