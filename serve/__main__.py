@@ -7,6 +7,8 @@ models/champion/onnx/); everything else is params.yaml `serve:` (docs/serving.md
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = uvicorn.Config(app, host=params.host, port=params.port, access_log=False,
                             log_level="info", lifespan="on",
                             timeout_graceful_shutdown=int(params.shutdown_timeout_s) or None)
+    # uvicorn drains on SIGTERM, then re-raises it: exit 0 then (drained, log written), and let
+    # atexit handlers run, rather than die by the signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.Server(config).run()
 
 

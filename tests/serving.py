@@ -90,11 +90,21 @@ class Server:
 
     def start(self, wait_ready: bool = True) -> Server:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RETRAINER_ADMIN_TOKEN": ADMIN_TOKEN}
-        self._stderr = self.stderr_path.open("w")
-        self.proc = subprocess.Popen([sys.executable, "-c", RUNNER, "--port", str(self.port)],
-                                     cwd=self.root, env=env, stdout=subprocess.PIPE,
-                                     stderr=self._stderr, text=True)
-        self.wait_for("/healthz")
+        for attempt in range(5):  # a free port can be taken before the server binds it
+            self._stderr = self.stderr_path.open("w")
+            self.proc = subprocess.Popen([sys.executable, "-c", RUNNER, "--port", str(self.port)],
+                                         cwd=self.root, env=env, stdout=subprocess.PIPE,
+                                         stderr=self._stderr, text=True)
+            try:
+                self.wait_for("/healthz")
+                break
+            except AssertionError:
+                if attempt == 4 or "address already in use" not in self.log():
+                    raise
+                self.proc.communicate()
+                self._stderr.close()
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
         if wait_ready:
             self.wait_for("/readyz")
         return self
@@ -142,7 +152,7 @@ class Server:
         return json.loads(line.removeprefix(MODULE_REPORT))
 
     def __enter__(self) -> Server:
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -326,17 +326,38 @@ def add_embedding_output(onnx_dir: Path) -> None:
 
 def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path) -> None:
     install_champion(tmp_path, project, "10901090")
-    server = Server(tmp_path, flush_every=7, flush_interval_s=3600.0, log_text=False).start()
-    n = 40
-    with ThreadPoolExecutor(8) as pool:
+    # max_wait_ms 1000: a batch short of max_batch waits a second, so requests are in flight
+    server = Server(tmp_path, flush_every=7, flush_interval_s=3600.0, log_text=False,
+                    max_wait_ms=1000, max_batch=32).start()
+    n = 41  # 82 rows: 10 files of 8, and 2 rows that only SIGTERM writes
+    with ThreadPoolExecutor(n) as pool:
         responses = list(pool.map(lambda i: predict(
             server, {"texts": [f"where is parcel {i}", LONG_TEXT], "ids": [f"q{i}", f"l{i}"]}),
             range(n)))
     assert all(r.status_code == 200 for r in responses)
-    # flush_every 7: most rows are on disk already, the rest only SIGTERM writes
+    # flush_every 7: a file is written once 7 rows wait (a request adds 2), so most rows are on
+    # disk already and fewer than 7 wait for SIGTERM
     before = list((tmp_path / "logs/predictions").rglob("*.parquet"))
-    assert before and all(pq.read_metadata(f).num_rows <= 7 for f in before)
+    on_disk = sum(pq.read_metadata(f).num_rows for f in before)
+    assert before and all(7 <= pq.read_metadata(f).num_rows <= 8 for f in before)
+    assert 2 * n - 7 < on_disk < 2 * n
+
+    # SIGTERM while 5 requests wait in the batcher: they are answered, then the server exits
+    in_flight: list[tuple[float, httpx.Response]] = []
+    def late(i: int) -> None:
+        response = predict(server, {"texts": [f"in flight {i}"], "ids": [f"f{i}"]})
+        in_flight.append((time.monotonic(), response))
+    threads = [threading.Thread(target=late, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: metric(server.metrics(), "serve_queue_depth") == 5, timeout_s=30)
+    sigterm_at = time.monotonic()
     assert server.stop(signal.SIGTERM) == 0
+    for t in threads:
+        t.join(timeout=30)
+    assert [r.status_code for _, r in in_flight] == [200] * 5
+    assert all(done > sigterm_at for done, _ in in_flight)  # answered during the drain
+    responses += [r for _, r in in_flight]
     assert "wrote the last" in server.log()
     assert server.heavy_modules() == []  # no torch, transformers, sklearn... in the server
 
@@ -347,10 +368,10 @@ def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path
         assert f.parent.name.startswith("hour=") and f.parent.parent.name.startswith("date=")
         assert f.name.startswith("part-") and pq.read_schema(f).equals(SCHEMA)
     table = read_log(tmp_path / "logs/predictions").to_pylist()
-    assert len(table) == 2 * n
+    assert len(table) == 2 * n + 5
     assert {r["request_id"] for r in table} == {r.json()["request_id"] for r in responses}
     by_id = {r["id"]: r for r in table}
-    for i, response in enumerate(responses):
+    for i, response in enumerate(responses[:n]):
         for pred, text in zip(response.json()["predictions"],
                               [f"where is parcel {i}", LONG_TEXT], strict=True):
             row = by_id[pred["id"]]
@@ -362,9 +383,11 @@ def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path
             assert row["truncated"] is pred["truncated"] and row["n_tokens"] == pred["n_tokens"]
             assert row["latency_ms"] > 0 and row["embedding"] is None
             assert row["ts"].tzinfo is not None
-            assert f"date={row['ts']:%Y-%m-%d}" in str(
-                next(f for f in files if row["request_id"] in
-                     pq.read_table(f, columns=["request_id"]).column(0).to_pylist()))
+            home = next(f for f in files if row["request_id"] in
+                        pq.read_table(f, columns=["request_id"]).column(0).to_pylist())
+            assert home.parent.parent.name == f"date={row['ts']:%Y-%m-%d}"
+            assert home.parent.name == f"hour={row['ts']:%H}"
+    assert {f"f{i}" for i in range(5)} <= set(by_id)
 
 
 def test_embedding_output_goes_into_the_log(tmp_path: Path, project: Path) -> None:
