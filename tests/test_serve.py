@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests.serving import ADMIN_TOKEN, Server, install_champion, metric
+from tests.serving import ADMIN_TOKEN, Server, free_port, install_champion, metric
 from tests.test_export import LONG_TEXT, MAX_LENGTH, build_project
 
 TEXTS = ["where is my package 123", "please refund the 42 charge", LONG_TEXT,
@@ -421,3 +421,19 @@ def test_bad_params_refuse_to_start(tmp_path: Path) -> None:
                           timeout=60)
     assert proc.returncode == 1
     assert "serve.max_batch must be positive" in proc.stderr and "params.yaml:serve" in proc.stderr
+
+
+def test_promotion_step_notifier(served: Server, caplog: pytest.LogCaptureFixture) -> None:
+    """What flows/retrain.py's promote step calls when RETRAINER_SERVE_URL is set."""
+    import logging
+
+    from serve.client import notify_reload
+
+    log = logging.getLogger("test-notify")
+    answer = notify_reload(served.url, log, token=ADMIN_TOKEN)
+    assert answer["result"] == "unchanged" and answer["trigger"] == "admin"
+    assert answer["serving"].startswith("aaaa1111bbbb-")
+    with caplog.at_level(logging.WARNING, logger="test-notify"):
+        assert notify_reload(served.url, log, token="wrong") is None
+        assert notify_reload(f"http://127.0.0.1:{free_port()}", log, token=ADMIN_TOKEN) is None
+    assert "HTTP 401" in caplog.text and "could not reach the service" in caplog.text
