@@ -39,9 +39,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = uvicorn.Config(app, host=params.host, port=params.port, access_log=False,
                             log_level="info", lifespan="on",
                             timeout_graceful_shutdown=int(params.shutdown_timeout_s) or None)
-    # uvicorn drains on SIGTERM, then re-raises it: exit 0 then (drained, log written), and let
-    # atexit handlers run, rather than die by the signal
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal: exit 0 then (drained, log
+    # written), and let atexit handlers run, rather than die by the signal
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     uvicorn.Server(config).run()
 
 
