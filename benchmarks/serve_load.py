@@ -68,6 +68,23 @@ def promote_champion(workdir: Path, new: Path, commit: str) -> None:
                       "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}}))
 
 
+def batch_effect(onnx_dir: Path, texts: list[str], batch: int = 32) -> dict[str, Any]:
+    """Dynamic int8 quantizes activations per batch: how far a text's probabilities move when it
+    shares a call with others (padded to the longest) instead of running alone."""
+    import numpy as np
+
+    from stages.onnx_session import encode, load_onnx_model, run_logits, softmax
+
+    model = load_onnx_model(onnx_dir / "model.int8.onnx", threads=2, device="cpu")
+    encodings = encode(model, texts)
+    alone = softmax(run_logits(model, encodings, batch_size=1))
+    together = softmax(run_logits(model, encodings, batch_size=batch, sort_by_length=False))
+    return {"texts": len(texts), "batch": batch,
+            "max_abs_prob_diff": round(float(np.abs(alone - together).max()), 5),
+            "mean_abs_prob_diff": round(float(np.abs(alone - together).mean()), 6),
+            "label_agreement": round(float((alone.argmax(1) == together.argmax(1)).mean()), 5)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -187,6 +204,9 @@ def main() -> None:
     # the champion promoted during the 32-client run: built now, so only the swap and the
     # service's own load/warm/parity work overlap with the load
     second = build_champion(work, args.onnx_dir, args.test_split, SECOND)
+    results["int8_batch_effect"] = batch_effect(args.onnx_dir, texts[:256])
+    print("int8 probabilities alone vs in batches of 32 (unsorted):", results["int8_batch_effect"],
+          flush=True)
     try:
         for mode, max_batch in (("batching_off", 1), ("batching_on", 32)):
             proc, url = start_server(work, {"max_batch": max_batch, "threads": args.threads,

@@ -186,16 +186,7 @@ def create_app(params: ServeParams, pointer: Path = artifacts.CHAMPION_POINTER) 
     app.state.service = service
     metrics = service.metrics
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        endpoint = request.url.path if request.url.path in ENDPOINTS else "other"
-        status = str(response.status_code)
-        metrics.requests.labels(endpoint=endpoint, status=status).inc()
-        metrics.latency.labels(endpoint=endpoint, status=status).observe(
-            time.perf_counter() - start)
-        return response
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -269,6 +260,34 @@ def create_app(params: ServeParams, pointer: Path = artifacts.CHAMPION_POINTER) 
                              "predictions": predictions}, headers={"X-Request-ID": request_id})
 
     return app
+
+
+class RequestMetrics:
+    """Count and time every HTTP request by endpoint and status (plain ASGI: no per-request
+    task or body buffering, unlike Starlette's BaseHTTPMiddleware)."""
+
+    def __init__(self, app: Any, metrics: ServeMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def send_and_note(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
+            labels = {"endpoint": endpoint, "status": str(status)}
+            self.metrics.requests.labels(**labels).inc()
+            self.metrics.latency.labels(**labels).observe(time.perf_counter() - start)
 
 
 def not_ready(service: Service) -> JSONResponse:
