@@ -12,7 +12,10 @@ close a cycle. Steps, each refusing with a message when something is off:
 2. models/checkpoint is copied into a temporary sibling of models/champion with metrics.json and
    data_profile.json beside it, then swapped in (the old champion is kept aside until the end);
    the checkpoint's training_data.json (hashes of the texts it trained and was selected on) goes
-   with it, so later evaluations compare only on test rows the champion never saw;
+   with it, so later evaluations compare only on test rows the champion never saw. The ONNX
+   export (models/onnx, which `dvc status export quantize` must show current) goes into
+   models/champion/onnx/ with the test predictions of its fp32 and int8 files, which the service
+   must reproduce before it serves the champion (serve/model.py);
 3. `dvc add models/champion`, models/champion.json (the pointer evaluate depends on) and a line in
    reports/gate_history.jsonl, then one `git commit` of exactly those files.
 
@@ -31,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stages import artifacts
 from stages.artifacts import CHAMPION_DIR as CHAMPION
 from stages.artifacts import (
     CHAMPION_DVC,
@@ -91,6 +95,19 @@ def check_current(gate: dict[str, Any], force: bool) -> None:
                          f"{sorted(changed)}; the gate result may describe another model",
                          where="dvc status --with-deps " + target,
                          fix="run `dvc repro` (then promote if the gate passes)")
+    if not (artifacts.ONNX_DIR / artifacts.ONNX_FP32).is_file():
+        log.warning("no ONNX export in %s: the champion will have none and the service cannot "
+                    "serve it (run `dvc repro quantize` before promoting)", artifacts.ONNX_DIR)
+        return
+    # the export goes into the champion: it must be of this checkpoint, and int8 gated
+    changed = json.loads(dvc("status", "--json", "export", "quantize",
+                             what="dvc status export quantize") or "{}")
+    if changed:
+        raise StageError(f"the ONNX export in {artifacts.ONNX_DIR} is not up to date "
+                         f"({sorted(changed)} changed): it may be another model's",
+                         where="dvc status export quantize",
+                         fix="run `dvc repro quantize` (after a failed gate: `dvc repro "
+                             "--single-item export quantize`), then promote")
 
 
 def headline(ev: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +131,45 @@ def build_champion(dest: Path, ev: dict[str, Any], profile: dict[str, Any]) -> N
     write_json(dest / CHAMPION_METRICS, {"test_rows": ev.get("test_rows"), "labels": ev["labels"],
                                        **ev["candidate"]})
     write_json(dest / PROFILE_FILE, profile)
+    if (artifacts.ONNX_DIR / artifacts.ONNX_FP32).is_file():
+        copy_onnx_export(artifacts.ONNX_DIR, dest / artifacts.CHAMPION_ONNX)
+
+
+REFERENCE_ROWS = 256  # test texts whose predictions the champion carries (the reload check)
+
+
+def copy_onnx_export(src: Path, dest: Path) -> None:
+    """The exported model files, tokenizer and labels, and their predictions on test texts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from stages.data import load_split, text_fingerprint
+    from stages.onnx_session import encode, load_onnx_model, run_logits, softmax
+
+    dest.mkdir(parents=True)
+    for name in (artifacts.ONNX_FP32, artifacts.ONNX_INT8, artifacts.ONNX_FP16,
+                 artifacts.LABELS_FILE):
+        if (src / name).is_file():
+            shutil.copy2(src / name, dest / name)
+    shutil.copytree(src / artifacts.TOKENIZER_DIR, dest / artifacts.TOKENIZER_DIR)
+    test = load_split("test").head(REFERENCE_ROWS)
+    texts = test["text"].astype(str).tolist()
+    columns = {"id": pa.array(test["id"].astype(str).tolist() if "id" in test else
+                              [str(i) for i in range(len(texts))]),
+               "text": pa.array(texts),
+               "text_fingerprint": pa.array([text_fingerprint(t) for t in texts])}
+    for precision in ("fp32", "int8"):  # fp16 needs a GPU: the service checks it against fp32
+        path = dest / artifacts.ONNX_PRECISIONS[precision]
+        if path.is_file():
+            model = load_onnx_model(path, device="cpu")
+            # one text per call: dynamic int8 quantizes activations per batch, so a text's
+            # probabilities move slightly with its batch mates; alone they are reproducible
+            probs = softmax(run_logits(model, encode(model, texts), batch_size=1))
+            columns[f"probs_{precision}"] = pa.array(list(probs.astype("float32")),
+                                                     type=pa.list_(pa.float32()))
+    pq.write_table(pa.table(columns), dest / artifacts.CHAMPION_REFERENCE)
+    log.info("champion ONNX export: %s, %d reference predictions",
+             sorted(p.name for p in dest.iterdir()), len(texts))
 
 
 def commit_message(record: dict[str, Any], gate: dict[str, Any]) -> str:

@@ -335,6 +335,10 @@ def promote_candidate(repo: str, timeout_s: int) -> None:
     """`python -m commands.promote`: copy the checkpoint to models/champion, dvc add, commit."""
     stream_command([sys.executable, "-m", "commands.promote"], Path(repo), "promote", timeout_s,
                    get_run_logger())
+    if os.environ.get("RETRAINER_SERVE_URL"):  # a running service: load the new champion now
+        from serve.client import notify_reload
+
+        notify_reload(os.environ["RETRAINER_SERVE_URL"], get_run_logger())
 
 
 @task(name="push")

@@ -221,3 +221,11 @@ SPLIT_COLUMNS = ["id", "text", "label"]
 # the metrics files `dvc metrics diff` and the PR report compare, in reading order
 METRIC_FILES = (EVAL_METRICS, GATE_METRICS, DATA_METRICS, TRAIN_METRICS, PARITY_METRICS,
                 QUANTIZE_METRICS, EXPORT_METRICS)
+
+
+# ---------------------------------------------------------------- serving
+# inside the champion's onnx/: test texts with the probabilities promote computed for them with
+# the exported files; the service reloads a champion only if it reproduces them
+CHAMPION_REFERENCE = "reference_predictions.parquet"
+ONNX_PRECISIONS = {"int8": ONNX_INT8, "fp32": ONNX_FP32, "fp16": ONNX_FP16}
+PREDICTION_LOG_DIR = Path("logs/predictions")  # the service's default serve.log_dir (gitignored)

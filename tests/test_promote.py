@@ -12,7 +12,7 @@ import pytest
 from commands import promote
 from stages.common import StageError
 from stages.data import text_fingerprint
-from tests.conftest import dvc, run_command, set_params
+from tests.conftest import TINY_PIPELINE, dvc, run_command, set_params
 
 IDENTITY = {"GIT_AUTHOR_NAME": "Ada Tester", "GIT_AUTHOR_EMAIL": "ada@example.com",
             "GIT_COMMITTER_NAME": "Ada Tester", "GIT_COMMITTER_EMAIL": "ada@example.com"}
@@ -149,15 +149,40 @@ def test_promote_then_rerun_uses_the_new_champion(pipeline_repo: Path,
     """End to end on the tiny model: repro, promote, and DVC sees evaluate must re-run."""
     repo = pipeline_repo
     # the tiny random model is not good: gate only on "not worse than nothing" here
-    set_params(repo, {"gate": LENIENT_GATE})
+    set_params(repo, {"gate": LENIENT_GATE, "quantize": TINY_PIPELINE["quantize"]})
     subprocess.run(["git", "commit", "-qam", "lenient gate"], cwd=repo, check=True)
-    dvc(repo, "repro", "gate")
+    dvc(repo, "repro", "quantize")
     gate = json.loads((repo / "metrics/gate.json").read_text())
     assert gate["passed"] and gate["champion"] is False
 
+    # the export goes into the champion, so it must be the current checkpoint's
     monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(repo.parent / "dvc-site-cache"))
+    int8 = repo / "models/onnx/model.int8.onnx"
+    good = int8.read_bytes()
+    int8.unlink()
+    int8.write_bytes(good + b"changed")
+    proc = run_command("promote", repo)
+    assert proc.returncode == 1
+    assert "the ONNX export in models/onnx is not up to date" in proc.stderr
+    assert "dvc repro quantize" in proc.stderr
+    assert not (repo / "models/champion").exists()
+    dvc(repo, "checkout", "--force", "quantize")
+    assert int8.read_bytes() == good
+
     proc = run_command("promote", repo)
     assert proc.returncode == 0, proc.stderr
+    # the champion carries its ONNX export and the predictions the service checks it with
+    onnx_dir = repo / "models/champion/onnx"
+    assert {p.name for p in onnx_dir.iterdir()} == {
+        "model.onnx", "model.int8.onnx", "labels.json", "tokenizer",
+        "reference_predictions.parquet"}
+    assert (onnx_dir / "model.int8.onnx").read_bytes() == good
+    reference = pd.read_parquet(onnx_dir / "reference_predictions.parquet")
+    test = pd.read_parquet(repo / "data/splits/test.parquet")
+    assert reference["text"].tolist() == test["text"].astype(str).tolist()[:256]
+    assert reference["text_fingerprint"].tolist() == [text_fingerprint(t)
+                                                      for t in reference["text"]]
+    assert {"probs_fp32", "probs_int8"} <= set(reference.columns)
     pointer = json.loads((repo / "models/champion.json").read_text())["champion"]
     assert pointer["path"] == "models/champion" and pointer["forced"] is False
     assert (repo / "models/champion/model.safetensors").is_file()
@@ -200,3 +225,35 @@ def test_promote_then_rerun_uses_the_new_champion(pipeline_repo: Path,
     proc = dvc(repo, "repro", "gate", check=False)
     report = (repo / "reports/gate.md").read_text()
     assert f"{int(expected.sum())} row(s) left out because the champion trained on them" in report
+
+
+def test_champion_carries_an_export_the_service_accepts(tmp_path: Path, tiny_st_model_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """promote's reference predictions are the very ones serve's reload check reproduces."""
+    import numpy as np
+
+    from serve.model import check_parity, load_champion
+    from serve.params import ServeParams
+    from stages.onnx_session import encode, load_onnx_model, run_logits, softmax
+    from tests.test_export import build_project
+
+    project = build_project(tmp_path / "project", tiny_st_model_dir)
+    monkeypatch.chdir(project)
+    dest = project / "models/champion"
+    promote.build_champion(dest, fake_candidate(project, "w", 0.7), {"rows": 1})
+    onnx_dir = dest / "onnx"
+    assert (onnx_dir / "model.int8.onnx").read_bytes() == (
+        project / "models/onnx/model.int8.onnx").read_bytes()
+    reference = pd.read_parquet(onnx_dir / "reference_predictions.parquet")
+    test = pd.read_parquet(project / "data/splits/test.parquet")
+    assert reference["id"].tolist() == test["id"].tolist()
+    model = load_onnx_model(onnx_dir / "model.int8.onnx", device="cpu")
+    one_by_one = softmax(run_logits(model, encode(model, test["text"].tolist()), batch_size=1))
+    assert np.allclose(np.stack(reference["probs_int8"]), one_by_one, atol=1e-6)
+
+    (project / "models/champion.json").write_text(json.dumps(
+        {"champion": {"path": "models/champion", "commit": "abc"}}))
+    params = ServeParams(threads=1, device="cpu", max_batch=4)
+    served = load_champion(params)
+    assert served.version.startswith("abc-") and served.metrics["macro_f1"] == 0.7
+    assert check_parity(served, params)["max_abs_diff"] < 1e-5

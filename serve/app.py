@@ -1,0 +1,350 @@
+"""The FastAPI application: endpoints, the reload machinery and the service's lifecycle.
+
+    POST /v1/predict    {"texts": [...], "ids": [...]?} -> label, top-k probabilities, version
+    GET  /v1/model      version, labels, max_length, promoted_at, the champion's test metrics
+    GET  /healthz       the process is up
+    GET  /readyz        a model is loaded and warm (503 until then)
+    GET  /metrics       Prometheus text format
+    POST /admin/reload  load the workspace's champion now (Authorization: Bearer $RETRAINER_ADMIN_TOKEN)
+
+A reload (pointer change, SIGHUP or the admin call) loads, warms and parity-checks the new
+champion on a loader thread while the old one keeps answering, then swaps one reference: batches
+already running finish on the old model, the next batch runs on the new one, and the old is
+dropped when the last batch holding it ends. A champion that fails any check is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serve.batcher import MicroBatcher
+from serve.metrics import ServeMetrics
+from serve.model import NoChampion, ServedModel, champion_files, load_champion
+from serve.params import ADMIN_TOKEN_ENV, ServeParams
+from serve.predlog import PredictionLog
+from stages import artifacts
+from stages.common import StageError, get_logger
+
+log = get_logger(__name__)
+
+ENDPOINTS = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/admin/reload"}
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, code: str, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.fix = status, code, message, fix
+
+
+def error_response(status: int, code: str, message: str, fix: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fix:
+        body["fix"] = fix
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+class Service:
+    """The model being served, the batcher, the log, and how a new champion replaces the model."""
+
+    def __init__(self, params: ServeParams, pointer: Path = artifacts.CHAMPION_POINTER) -> None:
+        self.params, self.pointer = params, pointer
+        self.metrics = ServeMetrics()
+        self.model: ServedModel | None = None
+        self.not_ready = "loading the champion"
+        self.last_reload: dict[str, Any] | None = None
+        self.batcher = MicroBatcher(lambda: self.model, params.max_batch, params.max_wait_ms,
+                                    self.metrics)
+        self.log = PredictionLog(params.log_path, params.log_text, params.flush_every,
+                                 params.flush_interval_s, self.metrics)
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="champion-loader")
+        self._reload_lock = asyncio.Lock()
+        self._pointer_seen: bytes | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    # ------------------------------------------------------------ reload
+    def _pointer_bytes(self) -> bytes | None:
+        try:
+            return self.pointer.read_bytes()
+        except OSError:
+            return None
+
+    async def reload(self, trigger: str) -> dict[str, Any]:
+        """Load the workspace's champion beside the current one and swap, or refuse it."""
+        async with self._reload_lock:
+            self._pointer_seen = self._pointer_bytes()
+            loop = asyncio.get_running_loop()
+            try:
+                _, _, version = await loop.run_in_executor(
+                    self._loader, champion_files, self.params.precision, self.pointer)
+                if self.model is not None and version == self.model.version:
+                    return self._reloaded("unchanged", trigger, version)
+                new = await loop.run_in_executor(self._loader, load_champion, self.params,
+                                                 self.pointer)
+            except NoChampion as exc:
+                if self.model is None:
+                    self.not_ready = exc.what
+                return self._reloaded("refused", trigger, None, exc)
+            except StageError as exc:
+                if self.model is None:
+                    self.not_ready = f"the champion was refused: {exc.what}"
+                return self._reloaded("refused", trigger, None, exc)
+            old, self.model = self.model, new  # the swap: the next batch runs on `new`
+            self.not_ready = ""
+            self.metrics.ready.set(1)
+            self.metrics.model.info({"version": new.version, "precision": new.precision,
+                                     "provider": new.describe()["provider"],
+                                     "promoted_at": str(new.record.get("promoted_at"))})
+            log.info("serving %s (was %s; trigger %s)", new.version,
+                     old.version if old else "nothing", trigger)
+            return self._reloaded("loaded", trigger, new.version)
+
+    def _reloaded(self, result: str, trigger: str, version: str | None,
+                  error: StageError | None = None) -> dict[str, Any]:
+        self.metrics.reloads.labels(result=result, trigger=trigger).inc()
+        self.last_reload = {"result": result, "trigger": trigger, "version": version,
+                            "serving": self.model.version if self.model else None,
+                            "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        if error is not None:
+            self.last_reload["error"] = str(error)
+            if isinstance(error, NoChampion):
+                log.warning("no champion to load (%s): %s", trigger, error.what)
+            else:
+                log.error("REFUSED the new champion (%s); still serving %s:\n%s", trigger,
+                          self.last_reload["serving"] or "nothing", error)
+        return self.last_reload
+
+    async def _watch_pointer(self) -> None:
+        """Reload when models/champion.json changes (promote writes it last)."""
+        while True:
+            await asyncio.sleep(self.params.reload_poll_s)
+            if self._pointer_bytes() != self._pointer_seen:
+                await self.reload("pointer")
+
+    async def _flush_log(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.params.flush_interval_s))
+            if self.log.due():
+                self.log.flush()
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.batcher.start()
+        self._tasks = [loop.create_task(self.reload("startup"), name="startup-load"),
+                       loop.create_task(self._flush_log(), name="log-flusher")]
+        if self.params.reload_poll_s > 0:
+            self._tasks.append(loop.create_task(self._watch_pointer(), name="pointer-watch"))
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, lambda: self._tasks.append(
+                loop.create_task(self.reload("sighup"))))
+
+    async def stop(self) -> None:
+        """After uvicorn has drained the requests: answer what is queued, write the log."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGHUP)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.batcher.stop()
+        rows = self.log.flush()
+        self._loader.shutdown(wait=False, cancel_futures=True)
+        log.info("stopped: wrote the last %d prediction log rows to %s", rows,
+                 self.params.log_path)
+
+
+def create_app(params: ServeParams, pointer: Path = artifacts.CHAMPION_POINTER) -> FastAPI:
+    service = Service(params, pointer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="retrainer: the champion", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url=None)
+    app.state.service = service
+    metrics = service.metrics
+
+    app.add_middleware(RequestMetrics, metrics=metrics)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if service.model is None:
+            return JSONResponse({"ready": False, "reason": service.not_ready}, status_code=503)
+        return JSONResponse({"ready": True, "model_version": service.model.version})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/model")
+    async def model_info() -> Response:
+        if service.model is None:
+            return not_ready(service)
+        return JSONResponse({**service.model.describe(), "last_reload": service.last_reload})
+
+    @app.post("/admin/reload")
+    async def admin_reload(request: Request) -> Response:
+        token = os.environ.get(ADMIN_TOKEN_ENV, "")
+        if not token:
+            return error_response(403, "admin_disabled", "admin reload is disabled",
+                                  f"start the service with {ADMIN_TOKEN_ENV} set")
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return error_response(401, "unauthorized", "missing or wrong admin token",
+                                  f"send 'Authorization: Bearer ${ADMIN_TOKEN_ENV}'")
+        result = await service.reload("admin")
+        return JSONResponse(result, status_code=409 if result["result"] == "refused" else 200)
+
+    @app.post("/v1/predict")
+    async def predict(request: Request) -> Response:
+        start, ts = time.perf_counter(), datetime.now(UTC)
+        request_id = uuid.uuid4().hex
+        if service.model is None:
+            return not_ready(service)
+        try:
+            texts, ids = parse_predict_body(await read_body(request, params.max_body_bytes),
+                                            params)
+        except BadRequest as exc:
+            return error_response(exc.status, exc.code, exc.message, exc.fix)
+        try:
+            model, result = await service.batcher.submit(texts)
+        except Exception as exc:  # logged by the batcher with its traceback
+            return error_response(500, "inference_failed", f"the model failed: {exc}")
+        latency_ms = (time.perf_counter() - start) * 1000
+        labels = [model.labels[i] for i in result.probs.argmax(axis=1)]
+        service.log.append(ts, request_id, ids, texts, labels, result.probs, model.version,
+                           latency_ms, result.truncated, result.n_tokens, result.embedding)
+        if service.log.due():
+            service.log.flush()
+        for label in labels:
+            metrics.predictions.labels(label=label).inc()
+        metrics.truncated.inc(sum(result.truncated))
+        k = min(params.top_k, len(model.labels))
+        predictions = []
+        for row, label in enumerate(labels):
+            p = result.probs[row]
+            top = p.argsort()[::-1][:k]
+            predictions.append({"id": ids[row], "label": label,
+                                "confidence": round(float(p.max()), 6),
+                                "probs": [{"label": model.labels[j], "prob": round(float(p[j]), 6)}
+                                          for j in top],
+                                "truncated": result.truncated[row],
+                                "n_tokens": result.n_tokens[row]})
+        return JSONResponse({"request_id": request_id, "model_version": model.version,
+                             "predictions": predictions}, headers={"X-Request-ID": request_id})
+
+    return app
+
+
+class RequestMetrics:
+    """Count and time every HTTP request by endpoint and status (plain ASGI: no per-request
+    task or body buffering, unlike Starlette's BaseHTTPMiddleware)."""
+
+    def __init__(self, app: Any, metrics: ServeMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def send_and_note(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
+            labels = {"endpoint": endpoint, "status": str(status)}
+            self.metrics.requests.labels(**labels).inc()
+            self.metrics.latency.labels(**labels).observe(time.perf_counter() - start)
+
+
+def not_ready(service: Service) -> JSONResponse:
+    return error_response(503, "not_ready", f"no model is being served: {service.not_ready}",
+                          "wait for GET /readyz to answer 200", headers={"Retry-After": "5"})
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) one over ``limit`` bytes before reading all of it."""
+    too_large = BadRequest(413, "body_too_large", f"the request body is over {limit} bytes",
+                           "send fewer or shorter texts per request (serve.max_body_bytes)")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def parse_predict_body(body: bytes, params: ServeParams) -> tuple[list[str], list[str | None]]:
+    """The texts and ids of a predict request, or a 4xx that names the problem."""
+    example = '{"texts": ["first text", "second text"], "ids": ["a", "b"]}'
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(400, "invalid_json", f"the body is not valid JSON: {exc}",
+                         f"send a JSON object like {example}") from None
+    if not isinstance(payload, dict) or "texts" not in payload:
+        raise BadRequest(422, "missing_texts", "the body must be a JSON object with a 'texts' list",
+                         f"send {example}")
+    unknown = sorted(set(payload) - {"texts", "ids"})
+    if unknown:
+        raise BadRequest(422, "unknown_fields", f"unknown field(s) {unknown}",
+                         "send only 'texts' and optional 'ids'")
+    texts = payload["texts"]
+    if not isinstance(texts, list) or not texts:
+        raise BadRequest(422, "invalid_texts", "'texts' must be a non-empty list of strings",
+                         f"send {example}")
+    if len(texts) > params.max_texts:
+        raise BadRequest(422, "too_many_texts", f"{len(texts)} texts in one request; at most "
+                         f"{params.max_texts} (serve.max_texts)", "split them over several requests")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise BadRequest(422, "invalid_text", f"texts[{i}] is {type(text).__name__}, "
+                             "not a string", "send every text as a JSON string")
+        if len(text) > params.max_chars:
+            raise BadRequest(422, "text_too_long", f"texts[{i}] has {len(text)} characters; at "
+                             f"most {params.max_chars} (serve.max_chars)",
+                             "shorten it: the model reads only its first max_length tokens anyway")
+    ids = payload.get("ids")
+    if ids is None:
+        return texts, [None] * len(texts)
+    if not isinstance(ids, list) or len(ids) != len(texts) or not all(
+            isinstance(x, str) for x in ids):
+        raise BadRequest(422, "invalid_ids", "'ids' must be a list of strings, one per text",
+                         f"send {example}, or leave 'ids' out")
+    return texts, ids
