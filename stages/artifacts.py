@@ -193,3 +193,10 @@ def profile_of_ingested_data() -> dict[str, Any]:
         if not path.is_file():
             raise StageError("ingested data not found", where=str(path), fix="run `dvc repro`")
     return data_profile(pd.read_parquet(RAW_TEXTS), pd.read_parquet(LABELS))
+
+# ---------------------------------------------------------------- production monitoring
+PREDICTION_LOG_DIR = Path("logs/predictions")  # serve.log_dir's default: the prediction log
+MONITOR_REFERENCE = "monitor_reference"  # inside CHAMPION_DIR: test-split predictions, calibration
+MONITOR_METRICS = Path("metrics/monitor.json")  # the latest window's drift scores
+MONITORING_REPORTS_DIR = Path("reports/monitoring")  # <window>.md + .png per monitored window
+MONITOR_HISTORY = MONITORING_REPORTS_DIR / "history.jsonl"  # one line per window: scores over time
