@@ -23,6 +23,7 @@ from monitor.detectors import (
     share_drift,
 )
 from monitor.reference import Reference, calibrated
+from stages.common import StageError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,6 +49,11 @@ def check_window(reference: Reference, window: Window, params: MonitorParams,
     """The window's report (status ok | drift | not enough data) and its labelling sample."""
 
     history = history or []
+    if 1 / (params.permutations + 1) > params.alpha:
+        raise StageError(f"monitor.permutations {params.permutations} cannot give a p-value below "
+                         f"monitor.alpha {params.alpha}: the embedding test could never fire",
+                         where="params.yaml:monitor",
+                         fix=f"set permutations >= {int(1 / params.alpha)} or raise alpha")
     n = len(window)
     frame = window.frame
     report: dict[str, Any] = {

@@ -46,7 +46,7 @@ class MonitorParams:
     max_accuracy_drop: float = 0.05       # estimated accuracy below the reference's by more
     max_truncated_increase: float = 0.10  # share of truncated texts above the reference's by more
     max_empty_share: float = 0.05         # share of empty texts above this
-    permutations: int = 500               # MMD permutation test resamples
+    permutations: int = 1000              # MMD permutation test resamples
     novelty_quantile: float = 0.95        # "far from the reference": beyond this quantile of the
     #                                       reference's nearest-neighbour distances
     max_rows: int = 1000                  # rows per side in the MMD (random subsample beyond)

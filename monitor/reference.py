@@ -227,6 +227,19 @@ def champion_reference_dir() -> Path:
     return champion / artifacts.MONITOR_REFERENCE
 
 
+def build_champion_reference(champion: Path) -> None:
+    """promote's hook: the candidate's int8 export (models/onnx) scored into the new champion.
+
+    A candidate without an int8 export (a pipeline run without export/quantize) is promoted
+    without a reference, with a warning: monitoring then says how to build one later.
+    """
+    if not (artifacts.ONNX_DIR / artifacts.ONNX_INT8).is_file():
+        log.warning("no %s: the champion gets no monitoring reference (build it later with "
+                    "`python -m monitor.reference`)", artifacts.ONNX_DIR / artifacts.ONNX_INT8)
+        return
+    build_reference(artifacts.ONNX_DIR, champion / artifacts.MONITOR_REFERENCE)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m monitor.reference", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

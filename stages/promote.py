@@ -150,6 +150,8 @@ def build_champion(dest: Path, ev: dict[str, Any], profile: dict[str, Any]) -> N
     write_json(dest / "metrics.json", {"test_rows": ev.get("test_rows"), "labels": ev["labels"],
                                        **ev["candidate"]})
     write_json(dest / "data_profile.json", profile)
+    from monitor.reference import build_champion_reference  # the drift monitor's reference
+    build_champion_reference(dest)
 
 
 def commit_message(record: dict[str, Any], gate: dict[str, Any]) -> str:
