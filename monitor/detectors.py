@@ -35,7 +35,7 @@ ALL_DETECTORS = ("label", "confidence", "length", "embedding", "novelty", "accur
 
 @dataclass
 class MonitorParams:
-    """``monitor:`` in params.yaml (flows/monitor.py, docs/monitoring.md)."""
+    """``monitor:`` in params.yaml (flows/monitoring.py, docs/monitoring.md)."""
 
     log_dir: str = "logs/predictions"     # the service's prediction log (serve.log_dir)
     reference: str | None = None          # a reference directory; null: the champion's

@@ -322,7 +322,7 @@ def test_mmd_and_novelty_on_known_distributions() -> None:
 
 
 def test_cooldown_allows_one_event_per_champion() -> None:
-    from flows.monitor import recent_event
+    from flows.monitoring import recent_event
 
     end = START + timedelta(hours=5)
     history = [{"window": "w1", "end": (START + timedelta(hours=2)).isoformat(),
@@ -338,3 +338,116 @@ def test_too_few_permutations_for_alpha_is_refused(reference_dir: Path, tmp_path
     with pytest.raises(StageError, match="could never fire") as err:
         check(reference_dir, tmp_path / "nothing", permutations=100, alpha=0.002)
     assert "permutations >= 500" in str(err.value)
+
+
+# --- on a real Prefect server ----------------------------------------------------------------
+
+
+def test_monitor_deployment_emits_drift_and_triggers_retraining(
+        pipeline_repo: Path, reference_dir: Path, int8_model, tmp_path: Path) -> None:
+    """A real `prefect server start`, worker and `prefect deploy --all` (tests/test_prefect_server.py
+    has the plumbing): the hourly monitor deployment runs on a no-shift window (no event, no
+    retraining), then on a shifted window: retrainer.drift.detected is emitted and the on-drift
+    deployment's trigger runs the retrain flow (cut down to ingest, as in that test)."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    import httpx
+    import yaml
+
+    from monitor.log import write_log_file
+    from tests.conftest import set_params
+    from tests.test_prefect_server import TERMINAL, cli, free_port, prefect_env, start, stop, wait_for
+
+    repo = pipeline_repo
+    dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
+    dvc_yaml["stages"] = {"ingest": dvc_yaml["stages"]["ingest"]}
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    shutil.copytree(reference_dir, repo / "monitor_ref")
+    set_params(repo, {"monitor": {"reference": "monitor_ref", "min_predictions": 100}})
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam",
+                    "ingest only; monitor a fixed reference"], cwd=repo, check=True)
+    log_dir = repo / "logs/predictions"
+    write_log_file(log_dir, log_rows(int8_model, window_texts(50, seed=21), START))
+    shifted_start = START + timedelta(hours=5)
+    write_log_file(log_dir, log_rows(int8_model, shifted_texts(150, seed=22), shifted_start,
+                                     text_logged=False))
+
+    port = free_port()
+    env = prefect_env(tmp_path, port)
+    api = env["PREFECT_API_URL"]
+    logs = [tmp_path / "server.log", tmp_path / "worker.log"]
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    procs = []
+    try:
+        procs.append(start([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port),
+                            "--no-ui"], tmp_path, env, logs[0]))
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{api}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for("the server", healthy, 120, logs)
+        cli(env, repo, "work-pool", "create", "retrainer-pool", "--type", "process")
+        cli(env, repo, "--no-prompt", "deploy", "--all")
+        by_name = {d["name"]: d for d in httpx.post(f"{api}/deployments/filter", json={}).json()}
+        assert by_name["hourly"]["schedules"][0]["schedule"]["cron"] == "5 * * * *"
+        procs.append(start([prefect, "worker", "start", "--pool", "retrainer-pool"], tmp_path, env,
+                           logs[1]))
+
+        def finished(run_id: str):
+            run = httpx.get(f"{api}/flow_runs/{run_id}").json()
+            return run if run["state_type"] in TERMINAL else None
+
+        def monitor_run(end: datetime) -> dict:
+            out = cli(env, repo, "deployment", "run", "monitor/hourly", "--param",
+                      f"end={end.isoformat()}", "--param", "hours=3")
+            run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
+            run = wait_for("the monitor run", lambda: finished(run_id), 300, logs)
+            assert run["state_type"] == "COMPLETED", (run["state"]["message"],
+                                                      logs[1].read_text()[-3000:])
+            return run
+
+        def drift_events() -> list:
+            body = {"filter": {"event": {"name": ["retrainer.drift.detected"]}}, "limit": 10}
+            return httpx.post(f"{api}/events/filter", json=body).json()["events"]
+
+        def retrain_runs() -> list:
+            return httpx.post(f"{api}/flow_runs/filter", json={
+                "deployments": {"id": {"any_": [by_name["on-drift"]["id"]]}}}).json()
+
+        # 1. no shift: a report, no event, no retraining
+        run = monitor_run(START + timedelta(hours=3))
+        metrics = json.loads((repo / "metrics/monitor.json").read_text())
+        assert metrics["status"] == "ok" and metrics["predictions"] == 300
+        assert (repo / f"reports/monitoring/{metrics['window']}.png").is_file()
+        arts = httpx.post(f"{api}/artifacts/filter", json={
+            "flow_runs": {"id": {"any_": [run["id"]]}}}).json()
+        window_md = next(a for a in arts if a["key"] == "monitor-window")["data"]
+        assert "**OK**: no drift detected" in window_md
+
+        # 2. the shifted hours (hash-only log): event emitted, on-drift runs the retrain flow
+        monitor_run(shifted_start + timedelta(hours=3))
+        metrics = json.loads((repo / "metrics/monitor.json").read_text())
+        assert metrics["status"] == "drift" and metrics["event_emitted"] is True
+        assert metrics["text_logged"] is False
+        events = wait_for("the drift event", drift_events, 60, logs)
+        assert len(events) == 1  # the no-shift window emitted none
+        assert events[0]["payload"]["window"] == metrics["window"]
+        assert set(events[0]["payload"]["alarms"]) == set(metrics["alarms"])
+        assert events[0]["payload"]["scores"]["label"]["drifted"] is True
+        retrain = wait_for("the drift-triggered retraining",
+                           lambda: (runs := retrain_runs()) and finished(runs[0]["id"]), 300, logs)
+        assert retrain["state_type"] == "COMPLETED", retrain["state"]
+        assert retrain["parameters"]["reason"] == (
+            f"retrainer.drift.detected: retrainer.monitor.{repo.name} window {metrics['window']}")
+        assert len(retrain_runs()) == 1
+        history = (repo / "reports/monitoring/history.jsonl").read_text().splitlines()
+        assert [json.loads(h)["status"] for h in history] == ["ok", "drift"]
+    finally:
+        for proc in reversed(procs):
+            stop(proc)

@@ -1,6 +1,6 @@
 """monitor: the hourly Prefect flow that compares production predictions with the champion.
 
-    python -m flows.monitor [--end 2026-12-01T14:00Z] [--hours 24] [--log-dir DIR] [--reference DIR]
+    python -m flows.monitoring [--end 2026-12-01T14:00Z] [--hours 24] [--log-dir DIR] [--reference DIR]
 
 Reads the prediction log window [end - monitor.window_hours, end) (default end: the start of the
 current hour), runs the detectors of monitor/ against the champion's reference, writes
@@ -11,7 +11,9 @@ When an alarm detector fires it emits the Prefect event ``retrainer.drift.detect
 retrain flow triggers on it. One event per champion per ``monitor.cooldown_hours``: a drift that
 persists while the retraining runs does not queue a retraining every hour.
 
-Thin on purpose: all statistics live in monitor/ (docs/monitoring.md).
+Thin on purpose: all statistics live in the monitor/ package (docs/monitoring.md). This file is
+not called flows/monitor.py because Prefect loads a deployment's entrypoint script as a module
+named after the file, which would shadow that package inside the flow run.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def _monitor(repo: Path, end: str | None, hours: int | None, log_dir: str | None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m flows.monitor", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m flows.monitoring", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo-dir", help="checkout to run in (default: current directory)")
     parser.add_argument("--end", help="window end, ISO UTC (default: start of the current hour)")
