@@ -133,6 +133,9 @@ def build_champion(dest: Path, ev: dict[str, Any], profile: dict[str, Any]) -> N
     write_json(dest / PROFILE_FILE, profile)
     if (artifacts.ONNX_DIR / artifacts.ONNX_FP32).is_file():
         copy_onnx_export(artifacts.ONNX_DIR, dest / artifacts.CHAMPION_ONNX)
+    from monitor.reference import build_champion_reference  # the drift monitor's reference
+
+    build_champion_reference(dest)
 
 
 REFERENCE_ROWS = 256  # test texts whose predictions the champion carries (the reload check)

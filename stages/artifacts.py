@@ -229,3 +229,9 @@ METRIC_FILES = (EVAL_METRICS, GATE_METRICS, DATA_METRICS, TRAIN_METRICS, PARITY_
 CHAMPION_REFERENCE = "reference_predictions.parquet"
 ONNX_PRECISIONS = {"int8": ONNX_INT8, "fp32": ONNX_FP32, "fp16": ONNX_FP16}
 PREDICTION_LOG_DIR = Path("logs/predictions")  # the service's default serve.log_dir (gitignored)
+
+# ---------------------------------------------------------------- production monitoring
+MONITOR_REFERENCE = "monitor_reference"  # inside CHAMPION_DIR: test-split predictions, calibration
+MONITOR_METRICS = Path("metrics/monitor.json")  # the latest window's drift scores
+MONITORING_REPORTS_DIR = Path("reports/monitoring")  # <window>.md + .png per monitored window
+MONITOR_HISTORY = MONITORING_REPORTS_DIR / "history.jsonl"  # one line per window: scores over time

@@ -2,7 +2,9 @@
 
 Writes models/onnx/model.onnx (dynamic batch and sequence axes), models/onnx/tokenizer/
 (tokenizer.json for the ``tokenizers`` library, truncation and padding settings baked in) and
-models/onnx/labels.json, plus metrics/parity.json. The parity gate compares logits with the
+models/onnx/labels.json, plus metrics/parity.json. The graph has two outputs: ``logits`` and
+``embedding``, the pooled sentence vector the head reads (before dropout), which the service logs
+and the drift monitor compares with the champion's reference. The parity gate compares logits with the
 PyTorch model at every batch size in ``export.parity_batch_sizes``, on short texts, on the
 test split as it comes (mixed lengths, heavy padding) and on texts that fill ``max_length``.
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAMES = ("logits", "embedding")  # logits first: readers of outputs[0] get the logits
 DEFAULT_MAX_LENGTH = 128
 
 
@@ -87,14 +90,19 @@ def export_onnx(model: Any, tokenizer: Any, out: Path, params: ExportParams) -> 
     names = input_names(tokenizer)
 
     class Logits(torch.nn.Module):
-        """Positional inputs in ``names`` order -> logits only (the graph's one output)."""
+        """Positional inputs in ``names`` order -> (logits, pooled embedding): OUTPUT_NAMES.
+
+        Logits come first: consumers that read only ``outputs[0]`` keep working.
+        """
 
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(names, inputs, strict=True))).logits
+        def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            # the same computation as TextClassifier.forward, with the pooled vector kept
+            pooled = self.model.embed(**dict(zip(names, inputs, strict=True)))
+            return self.model.head(self.model.dropout(pooled)), pooled
 
     # batch 2, padded to the longer text: traces padding and gives batch, sequence >= 2
     sample = tokenizer(["a short example", "a somewhat longer example sentence for tracing"],
@@ -106,13 +114,15 @@ def export_onnx(model: Any, tokenizer: Any, out: Path, params: ExportParams) -> 
         if params.exporter == "dynamo":
             batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
             torch.onnx.export(Logits().eval(), args, str(out), input_names=names,
-                              output_names=["logits"], opset_version=params.opset, dynamo=True,
+                              output_names=list(OUTPUT_NAMES), opset_version=params.opset,
+                              dynamo=True,
                               dynamic_shapes={"inputs": tuple({0: batch, 1: seq} for _ in names)},
                               external_data=False, report=False)
         else:
-            axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+            axes = ({n: {0: "batch", 1: "sequence"} for n in names}
+                    | {output: {0: "batch"} for output in OUTPUT_NAMES})
             torch.onnx.export(Logits().eval(), args, str(out), input_names=names,
-                              output_names=["logits"], opset_version=params.opset,
+                              output_names=list(OUTPUT_NAMES), opset_version=params.opset,
                               dynamo=False, dynamic_axes=axes, do_constant_folding=True)
     except Exception as exc:  # the exporters raise many types; all mean "this did not export"
         raise StageError(f"torch.onnx.export ({params.exporter}) failed: {exc}",

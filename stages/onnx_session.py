@@ -10,6 +10,9 @@ An exported model directory looks like::
     models/onnx/model.int8.onnx     optimized + dynamically quantized (accuracy-gated)
     models/onnx/tokenizer/          tokenizer.json with truncation and padding settings baked in
     models/onnx/labels.json         class names in logit order
+
+The graph's first output is ``logits``; exports since the monitor also have ``embedding`` (the
+pooled sentence vector before the head), read by :func:`run_logits_and_embeddings`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 TOKENIZER_FILE = "tokenizer.json"
+EMBEDDING_OUTPUT = "embedding"  # the pooled sentence vector, second output of newer exports
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
@@ -226,3 +230,31 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def has_embedding(model: OnnxModel) -> bool:
+    """Whether the graph has the ``embedding`` output (older exports have logits only)."""
+    return EMBEDDING_OUTPUT in [o.name for o in model.session.get_outputs()]
+
+
+def run_logits_and_embeddings(model: OnnxModel, encodings: Sequence[Encoding],
+                              batch_size: int = 32, show_progress: bool = False,
+                              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits and pooled embeddings (None for a logits-only graph), in ``encodings`` order."""
+    import numpy as np
+
+    if not has_embedding(model):
+        return run_logits(model, encodings, batch_size, show_progress=show_progress), None
+    n = len(encodings)
+    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+    names = [model.session.get_outputs()[0].name, EMBEDDING_OUTPUT]
+    logits = np.empty((n, len(model.labels)), dtype=np.float32)
+    emb: np.ndarray | None = None
+    for start in progress(range(0, n, batch_size), desc="onnx", disable=not show_progress,
+                          leave=False):
+        idx = order[start:start + batch_size]
+        batch_logits, batch_emb = model.session.run(names, pad(model, [encodings[i] for i in idx]))
+        if emb is None:
+            emb = np.empty((n, batch_emb.shape[1]), dtype=np.float32)
+        logits[idx], emb[idx] = batch_logits, batch_emb
+    return logits, emb

@@ -209,3 +209,33 @@ def test_benchmark_writes_table_plot_and_ratios(project: Path) -> None:
         torch["size_mb"] / int8["size_mb"], rel=0.02)
     assert report["ratios"]["int8_vs_torch_p50_speedup"] == pytest.approx(
         torch["p50_ms"] / int8["p50_ms"], rel=0.02)
+
+
+def test_exported_graphs_have_a_pooled_embedding_output(project: Path) -> None:
+    """fp32 and int8 graphs: logits first (readers of outputs[0] unchanged), then ``embedding``,
+    the mean-pooled vector TextClassifier.embed computes (the head's input)."""
+    import torch
+
+    from stages.model import load_classifier
+    from stages.onnx_session import encode, load_onnx_model, pad, run_logits_and_embeddings
+
+    onnx_dir = project / "models" / "onnx"
+    model, _ = load_classifier(project / "models" / "checkpoint")
+    texts = pd.read_parquet(project / "data/splits/test.parquet")["text"].tolist()
+    fp32 = load_onnx_model(onnx_dir / "model.onnx", threads=1, device="cpu")
+    int8 = load_onnx_model(onnx_dir / "model.int8.onnx", threads=1, device="cpu")
+    for m in (fp32, int8):
+        assert [o.name for o in m.session.get_outputs()] == ["logits", "embedding"]
+    encodings = encode(fp32, texts)
+    logits, emb = run_logits_and_embeddings(fp32, encodings, batch_size=5)
+    assert emb.shape == (len(texts), 32)
+    order = np.argsort([len(e.ids) for e in encodings], kind="stable")[:8]
+    feeds = pad(fp32, [encodings[i] for i in order])  # padded batch: pooling must ignore padding
+    with torch.inference_mode():
+        pooled = model.embed(**{k: torch.from_numpy(v) for k, v in feeds.items()}).numpy()
+        head = model.head(torch.from_numpy(emb)).numpy()
+    np.testing.assert_allclose(emb[order], pooled, atol=1e-4)
+    np.testing.assert_allclose(head, logits, atol=1e-4)  # the head reads exactly this vector
+    q_logits, q_emb = run_logits_and_embeddings(int8, encode(int8, texts))
+    cos = (q_emb * emb).sum(1) / np.linalg.norm(q_emb, axis=1) / np.linalg.norm(emb, axis=1)
+    assert cos.min() > 0.95  # int8 keeps the embedding too (close, not bit-equal)

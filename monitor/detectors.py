@@ -1,0 +1,216 @@
+"""Drift detectors: a window of logged predictions against the champion's reference.
+
+Each detector is a two-sample comparison on what the service logs, never on raw text, so hash-only
+logs are monitored the same way. Each returns a :class:`Result`: the statistic, a p-value where
+the test has one, the threshold, and whether it fired. Which detectors may raise the alarm, and
+at what thresholds, is ``monitor:`` in params.yaml; the false-alarm and detection rates behind the
+defaults are measured by benchmarks/drift_power.py (docs/monitoring.md).
+
+- ``label``: predicted-label counts, chi-square test of homogeneity (reference vs window); the
+  effect size reported is the Jensen-Shannon divergence (base 2) of the two label mixes;
+- ``confidence``: two-sample Kolmogorov-Smirnov on the max probability;
+- ``length``: two-sample KS on token counts (a hash-only stand-in for text length);
+- ``embedding``: MMD (Gaussian kernel, bandwidth fixed by the reference's median distance) on
+  the pooled sentence embeddings, p-value by permutation;
+- ``novelty``: share of window embeddings farther from their nearest reference embedding than
+  ``novelty_quantile`` of the reference's own (leave-one-out) nearest-neighbour distances, vs the
+  reference's share (one-sided Fisher exact test). A fine-tuned encoder maps most inputs into its
+  class clusters, so a new domain barely moves the MMD but sits off the clusters: this sees it;
+- ``accuracy``: CBPE-style estimated accuracy (mean calibrated confidence) vs the reference's
+  estimate on its own rows; fires on a drop larger than ``max_accuracy_drop``;
+- ``truncated`` / ``empty``: shares of texts cut at max_length / with no content tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+ALL_DETECTORS = ("label", "confidence", "length", "embedding", "novelty", "accuracy", "truncated",
+                 "empty")
+
+
+@dataclass
+class MonitorParams:
+    """``monitor:`` in params.yaml (flows/monitoring.py, docs/monitoring.md)."""
+
+    log_dir: str = "logs/predictions"     # the service's prediction log (serve.log_dir)
+    reference: str | None = None          # a reference directory; null: the champion's
+    window_hours: int = 24                # each run looks back this far from the hour it runs at
+    min_predictions: int = 200            # fewer in a window: "not enough data", no alarm
+    alpha: float = 0.002                  # p-value threshold of each test (label, confidence,
+    #                                       length, embedding)
+    max_accuracy_drop: float = 0.05       # estimated accuracy below the reference's by more
+    max_truncated_increase: float = 0.10  # share of truncated texts above the reference's by more
+    max_empty_share: float = 0.05         # share of empty texts above this
+    permutations: int = 1000              # MMD permutation test resamples
+    novelty_quantile: float = 0.95        # "far from the reference": beyond this quantile of the
+    #                                       reference's nearest-neighbour distances
+    max_rows: int = 1000                  # rows per side in the MMD (random subsample beyond)
+    seed: int = 0
+    alarm_on: list[str] = field(default_factory=lambda: list(ALL_DETECTORS))
+    cooldown_hours: int = 24              # no second drift event for the same champion sooner
+    labelling_sample: int = 50            # most uncertain + most drifted rows to label; 0: none
+
+
+@dataclass
+class Result:
+    name: str
+    statistic: float | None
+    p_value: float | None
+    threshold: float
+    drifted: bool
+    status: str = "ok"                    # ok | not enough data | unavailable
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _r(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else round(float(x), digits)
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon divergence, base 2 (0 = same mix, 1 = disjoint)."""
+    import numpy as np
+
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray, b: np.ndarray) -> float:
+        nz = a > 0
+        return float((a[nz] * np.log2(a[nz] / b[nz])).sum())
+
+    return (kl(p, m) + kl(q, m)) / 2
+
+
+def label_drift(ref_pred: np.ndarray, win_pred: np.ndarray, n_labels: int, alpha: float) -> Result:
+    """Chi-square test of homogeneity on predicted-class counts (indices 0..n_labels-1)."""
+    import numpy as np
+    from scipy.stats import chi2_contingency
+
+    ref = np.bincount(ref_pred, minlength=n_labels).astype(float)
+    win = np.bincount(win_pred, minlength=n_labels).astype(float)
+    used = (ref + win) > 0
+    if used.sum() < 2:
+        p = 1.0
+        chi2 = 0.0
+    else:
+        chi2, p, _, _ = chi2_contingency(np.vstack([ref[used], win[used]]), correction=False)
+    js = js_divergence(ref, win)
+    return Result("label", _r(js), _r(p, 8), alpha, bool(p < alpha),
+                  detail={"chi2": _r(chi2, 4), "js_divergence": _r(js),
+                          "reference_share": (ref / ref.sum()).round(4).tolist(),
+                          "window_share": (win / win.sum()).round(4).tolist()})
+
+
+def ks_drift(name: str, ref: np.ndarray, win: np.ndarray, alpha: float) -> Result:
+    """Two-sample Kolmogorov-Smirnov test; statistic D is the largest CDF gap."""
+    from scipy.stats import ks_2samp
+
+    test = ks_2samp(ref, win)
+    return Result(name, _r(test.statistic), _r(test.pvalue, 8), alpha, bool(test.pvalue < alpha),
+                  detail={"reference_mean": _r(ref.mean(), 4), "window_mean": _r(win.mean(), 4)})
+
+
+def mmd_test(x: np.ndarray, y: np.ndarray, bandwidth: float, permutations: int,
+             rng: np.random.Generator) -> tuple[float, float, np.ndarray]:
+    """Biased MMD^2 with a Gaussian kernel and its permutation p-value.
+
+    Every permuted statistic is w' K w for a +1/n, -1/m weight vector, so all permutations are one
+    matrix product with the kernel matrix. Also returns, per row of ``y``, how much closer it is
+    to the window than to the reference (the MMD witness; high = most drifted).
+    """
+    import numpy as np
+
+    z = np.vstack([x, y]).astype(np.float32)
+    n, m = len(x), len(y)
+    sq = (z * z).sum(1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * (z @ z.T), 0)
+    kernel = np.exp(-d2 / (2 * bandwidth ** 2)).astype(np.float32)
+    weights = np.empty((n + m, permutations + 1), dtype=np.float32)
+    weights[:n, 0], weights[n:, 0] = 1 / n, -1 / m
+    for j in range(1, permutations + 1):
+        perm = rng.permutation(n + m)
+        weights[perm[:n], j], weights[perm[n:], j] = 1 / n, -1 / m
+    kw = kernel @ weights
+    stats = (weights * kw).sum(0)
+    p = (1 + int((stats[1:] >= stats[0]).sum())) / (1 + permutations)
+    witness = -kw[n:, 0]  # mean k(., window) - mean k(., reference)
+    return float(stats[0]), p, witness
+
+
+def embedding_drift(ref: np.ndarray, win: np.ndarray | None, bandwidth: float,
+                    params: MonitorParams) -> tuple[Result, np.ndarray | None, np.ndarray | None]:
+    """MMD permutation test; also the window rows used and their witness scores."""
+    import numpy as np
+
+    if win is None or len(win) < params.min_predictions:
+        status = "unavailable" if win is None else "not enough data"
+        return (Result("embedding", None, None, params.alpha, False, status,
+                       {"rows": 0 if win is None else len(win)}), None, None)
+    rng = np.random.default_rng(params.seed)
+    ref_rows = rng.permutation(len(ref))[:params.max_rows]
+    win_rows = np.sort(rng.permutation(len(win))[:params.max_rows])
+    stat, p, witness = mmd_test(ref[ref_rows], win[win_rows], bandwidth, params.permutations, rng)
+    return (Result("embedding", _r(stat, 8), _r(p), params.alpha, bool(p < params.alpha),
+                   detail={"mmd2": _r(stat, 8), "bandwidth": _r(bandwidth, 4),
+                           "permutations": params.permutations,
+                           "rows": [len(ref_rows), len(win_rows)]}), win_rows, witness)
+
+
+def accuracy_drift(ref_estimate: float, win_calibrated: np.ndarray, ref_accuracy: float,
+                   max_drop: float) -> Result:
+    """CBPE-style: the window's expected accuracy from calibrated confidences, vs the reference."""
+    estimate = float(win_calibrated.mean())
+    drop = ref_estimate - estimate
+    return Result("accuracy", _r(estimate), None, max_drop, bool(drop > max_drop),
+                  detail={"estimated_accuracy": _r(estimate), "reference_estimate": _r(ref_estimate),
+                          "reference_accuracy": _r(ref_accuracy), "drop": _r(drop)})
+
+
+def share_drift(name: str, win_mask: np.ndarray, ref_share: float, threshold: float,
+                relative: bool) -> Result:
+    """A share of rows (truncated, empty) against a threshold (above the reference's if relative)."""
+    share = float(win_mask.mean()) if len(win_mask) else 0.0
+    excess = share - ref_share if relative else share
+    return Result(name, _r(share), None, threshold, bool(excess > threshold),
+                  detail={"window_share": _r(share), "reference_share": _r(ref_share),
+                          "count": int(win_mask.sum())})
+
+
+def nearest_distances(x: np.ndarray, ref: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
+    """Euclidean distance from each row of ``x`` to its nearest row of ``ref``."""
+    import numpy as np
+
+    x64, r64 = x.astype(np.float64), ref.astype(np.float64)
+    d2 = (x64 * x64).sum(1)[:, None] + (r64 * r64).sum(1)[None, :] - 2 * x64 @ r64.T
+    if leave_one_out:
+        np.fill_diagonal(d2, np.inf)
+    return np.sqrt(np.maximum(d2.min(1), 0))
+
+
+def novelty_drift(ref: np.ndarray, win: np.ndarray | None, params: MonitorParams) -> Result:
+    """More window embeddings off the reference's manifold than the reference has of its own."""
+    import numpy as np
+    from scipy.stats import fisher_exact
+
+    if win is None or len(win) < params.min_predictions:
+        status = "unavailable" if win is None else "not enough data"
+        return Result("novelty", None, None, params.alpha, False, status)
+    rng = np.random.default_rng(params.seed + 1)
+    ref = ref[rng.permutation(len(ref))[:params.max_rows]]
+    win = win[rng.permutation(len(win))[:params.max_rows]]
+    ref_nn = nearest_distances(ref, ref, leave_one_out=True)
+    radius = float(np.quantile(ref_nn, params.novelty_quantile))
+    ref_far, win_far = int((ref_nn > radius).sum()), int((nearest_distances(win, ref) > radius).sum())
+    _, p = fisher_exact([[win_far, len(win) - win_far], [ref_far, len(ref) - ref_far]],
+                        alternative="greater")
+    share = win_far / len(win)
+    return Result("novelty", _r(share), _r(p, 8), params.alpha, bool(p < params.alpha),
+                  detail={"window_share": _r(share), "reference_share": _r(ref_far / len(ref)),
+                          "radius": _r(radius, 4), "rows": [len(ref), len(win)]})
