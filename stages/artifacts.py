@@ -193,3 +193,15 @@ def profile_of_ingested_data() -> dict[str, Any]:
         if not path.is_file():
             raise StageError("ingested data not found", where=str(path), fix="run `dvc repro`")
     return data_profile(pd.read_parquet(RAW_TEXTS), pd.read_parquet(LABELS))
+
+# ---------------------------------------------------------------- scale-out (scale/: batch scoring, sweeps)
+SCORES_DIR = Path("data/scores")  # default output of `python -m scale.score` / flows.score
+SCORE_SHARDS = "shards"           # inside the output dir: <shard>.parquet + <shard>.done.json
+SCORE_MANIFEST = "manifest.json"  # inside the output dir: shards, rows, model, throughput
+SWEEP_RESULTS = Path("reports/sweep.json")
+SWEEP_REPORT = Path("reports/sweep.md")
+
+
+def default_scoring_model_dir() -> Path:
+    """The ONNX export batch scoring uses by default: the champion's, else the pipeline's latest."""
+    return champion_onnx_dir() or ONNX_DIR

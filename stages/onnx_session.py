@@ -227,3 +227,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class ScoredTexts:
+    """Class probabilities for a list of texts, with what the tokenizer had to do to them."""
+
+    probs: np.ndarray  # (n, classes), rows in the input order
+    truncated: int     # texts longer than the model's max_length
+    empty: int         # blank texts (scored, but worth a look)
+
+
+def score_texts(model: OnnxModel, texts: Sequence[str], batch_size: int = 32) -> ScoredTexts:
+    """Tokenise, run and softmax ``texts``: the scoring loop predict and batch scoring share."""
+    encodings = encode(model, texts)
+    probs = softmax(run_logits(model, encodings, batch_size=batch_size))
+    return ScoredTexts(probs, sum(1 for e in encodings if e.overflowing),
+                       sum(1 for t in texts if not t.strip()))
