@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT, make_rows
 from tests.test_export import build_project
+from tests.test_flows import prefect_api  # noqa: F401  (the session's Prefect test server)
 
 SHARD_ROWS = {"a": 40, "b": 30, "c": 50}
 
@@ -204,3 +206,25 @@ def test_bad_runs_write_nothing(onnx_dir: Path, tmp_path: Path, case: str, messa
     assert proc.returncode == 1 and "ERROR [scale.score]" in proc.stderr
     assert message in proc.stderr
     assert not out.exists()
+
+
+def test_the_score_flow_records_the_manifest_and_fails_on_a_bad_shard(
+        prefect_api: Any, onnx_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.score import score
+
+    write_shards(tmp_path / "in")
+    state = score(source=str(tmp_path / "in"), output=str(tmp_path / "out"),
+                  model_dir=str(onnx_dir), workers=2, return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result()["totals"]["rows"] == sum(SHARD_ROWS.values())
+    runs = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    arts = {a.key: a for a in prefect_api.read_artifacts(flow_run_filter=runs)}
+    assert {"score-shards", "score-summary"} <= set(arts)
+    assert "more__c" in json.dumps(arts["score-shards"].data)
+
+    (tmp_path / "in/bad.csv").write_text("id,body\nx,no text\n")
+    failed = score(source=str(tmp_path / "in"), output=str(tmp_path / "out"),
+                   model_dir=str(onnx_dir), engine="inline", return_state=True)
+    assert failed.is_failed() and "1 of 4 shard(s) failed" in failed.message
