@@ -162,6 +162,9 @@ def _model(path: str, threads: int) -> Any:
 
     key = (path, threads)
     if key not in _MODELS:
+        # a worker is sized in cores (threads_per_worker): the tokenizer's own all-core thread
+        # pool would oversubscribe them when several workers share a machine
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         _MODELS[key] = load_onnx_model(path, threads=threads, device="cpu")
     return _MODELS[key]
 
