@@ -24,6 +24,7 @@ start-up, reading, tokenising, inference and writing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -80,21 +81,21 @@ def predict_module() -> str:
 
 
 def run_polled(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS MB of the process tree (polled), and its output."""
+    """Wall seconds, peak RSS MB of the process (polled every 0.2 s), and its output."""
     import psutil
 
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    ps, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, ps.memory_info().rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.2)
-    out = proc.stdout.read()
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty child never blocks
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                text=True)
+        ps, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, ps.memory_info().rss)
+            time.sleep(0.2)
+        wall = time.perf_counter() - start
+        log.seek(0)
+        out = log.read()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out[-3000:]}")
     return wall, peak / 2**20, out
@@ -102,6 +103,26 @@ def run_polled(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 
 def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def plot(results: list[dict], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["run"] for r in results]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2))
+    ax1.barh(names, [r["texts_per_s"] for r in results], color=["#888", "#1f77b4"] * 2)
+    ax1.set_xlabel("texts/s (wall, start-up included)")
+    ax2.barh(names, [max(r["peak_rss_mb"]) for r in results], color=["#888", "#1f77b4"] * 2)
+    ax2.set_xlabel("peak RSS MB (largest process)")
+    ax2.set_yticklabels([])
+    for ax in (ax1, ax2):
+        ax.invert_yaxis()
+    fig.suptitle(f"Batch scoring: predict vs Dask engine ({title})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -112,8 +133,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--shards", type=int, default=20)
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--plot", type=Path, help="a PNG of texts/s and peak RSS per run")
+    parser.add_argument("--replot", type=Path, help="only redraw --plot from a --json file")
     args = parser.parse_args()
-    model_file = (args.model_dir or Path(".")) / ("model.int8.onnx" if args.precision == "int8" else "model.onnx")
+    if args.replot:
+        data = json.loads(args.replot.read_text())
+        plot(data["results"], f"{data['rows']:,} texts, {Path(data['model']).name}", args.plot)
+        return
+    model_file = (args.model_dir or Path(".")) / ("model.int8.onnx" if args.precision == "int8"
+                                                  else "model.onnx")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false",
            "RETRAINER_LOG_LEVEL": "WARNING"}
     results = []
@@ -163,6 +191,8 @@ def main() -> None:
         print(f"engine/predict wall at {cores} core(s): {e['wall_s'] / p['wall_s']:.3f}")
     e1, e2 = by["scale.score --workers 1"], by["scale.score --workers 2"]
     print(f"scaling 2 vs 1 worker (wall): {e1['wall_s'] / e2['wall_s']:.2f}x")
+    if args.plot:
+        plot(results, f"{args.rows:,} texts, {model_file.name}", args.plot)
     if args.json:
         args.json.write_text(json.dumps({"rows": args.rows, "shards": args.shards,
                                          "model": str(model_file), "results": results}, indent=2))
