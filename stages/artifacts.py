@@ -235,3 +235,15 @@ MONITOR_REFERENCE = "monitor_reference"  # inside CHAMPION_DIR: test-split predi
 MONITOR_METRICS = Path("metrics/monitor.json")  # the latest window's drift scores
 MONITORING_REPORTS_DIR = Path("reports/monitoring")  # <window>.md + .png per monitored window
 MONITOR_HISTORY = MONITORING_REPORTS_DIR / "history.jsonl"  # one line per window: scores over time
+
+# ---------------------------------------------------------------- scale-out (scale/: batch scoring, sweeps)
+SCORES_DIR = Path("data/scores")  # default output of `python -m scale.score` / flows.score
+SCORE_SHARDS = "shards"           # inside the output dir: <shard>.parquet + <shard>.done.json
+SCORE_MANIFEST = "manifest.json"  # inside the output dir: shards, rows, model, throughput
+SWEEP_RESULTS = Path("reports/sweep.json")
+SWEEP_REPORT = Path("reports/sweep.md")
+
+
+def default_scoring_model_dir() -> Path:
+    """The ONNX export batch scoring uses by default: the champion's, else the pipeline's latest."""
+    return champion_onnx_dir() or ONNX_DIR

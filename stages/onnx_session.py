@@ -258,3 +258,20 @@ def run_logits_and_embeddings(model: OnnxModel, encodings: Sequence[Encoding],
             emb = np.empty((n, batch_emb.shape[1]), dtype=np.float32)
         logits[idx], emb[idx] = batch_logits, batch_emb
     return logits, emb
+
+
+@dataclass
+class ScoredTexts:
+    """Class probabilities for a list of texts, with what the tokenizer had to do to them."""
+
+    probs: np.ndarray  # (n, classes), rows in the input order
+    truncated: int     # texts longer than the model's max_length
+    empty: int         # blank texts (scored, but worth a look)
+
+
+def score_texts(model: OnnxModel, texts: Sequence[str], batch_size: int = 32) -> ScoredTexts:
+    """Tokenise, run and softmax ``texts``: the scoring loop predict and batch scoring share."""
+    encodings = encode(model, texts)
+    probs = softmax(run_logits(model, encodings, batch_size=batch_size))
+    return ScoredTexts(probs, sum(1 for e in encodings if e.overflowing),
+                       sum(1 for t in texts if not t.strip()))
