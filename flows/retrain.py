@@ -181,12 +181,16 @@ def stage_graph(repo: Path) -> dict[str, list[str]]:
     from dvc.repo import Repo
     from dvc.stage import PipelineStage
 
+    def address(stage: PipelineStage) -> str:  # as `dvc repro` / `dvc status` in ``repo`` name it
+        dvcfile = Path(stage.path).relative_to(repo.resolve())
+        return stage.name if dvcfile == Path("dvc.yaml") else f"{dvcfile}:{stage.name}"
+
     try:
         with Repo(str(repo)) as dvc_repo:
             graph = dvc_repo.index.graph  # edges point from a stage to the stages it reads from
             stages = [s for s in dvc_repo.index.stages if isinstance(s, PipelineStage)]
-            return {s.addressing: [d.addressing for d in graph.successors(s)
-                                   if isinstance(d, PipelineStage)] for s in stages}
+            return {address(s): [address(d) for d in graph.successors(s)
+                                 if isinstance(d, PipelineStage)] for s in stages}
     except DvcException as exc:
         raise StageError(f"DVC cannot read the pipeline: {exc}", where=str(repo / "dvc.yaml"),
                          fix="check dvc.yaml and params.yaml (`dvc dag`)") from None
