@@ -37,7 +37,11 @@ PARQUET_MAGIC = b"PAR1"
 
 
 def table_format(source: str, what: str) -> str:
-    suffix = next((s for s in TABLE_FORMATS if source.lower().endswith(s)), None)
+    """The format named by the file's suffix (a URL's query string, e.g. a signature, ignored)."""
+    from urllib.parse import urlsplit
+
+    name = urlsplit(source).path if "://" in source else source
+    suffix = next((s for s in TABLE_FORMATS if name.lower().endswith(s)), None)
     if suffix is None:
         raise StageError(f"{what}: unsupported file type", where=redact_url(source),
                          fix=f"use one of {sorted(TABLE_FORMATS)}")

@@ -307,7 +307,7 @@ def summary_markdown(report: Report, title: str) -> str:
              f"warning(s), {len(report.outcomes)} expectations evaluated. Full results: "
              f"`results.json`; report: `{artifacts.VALIDATION_REPORT_HTML}`.", ""]
     if report.notes:
-        lines += [f"- {n}" for n in report.notes] + [""]
+        lines += [f"- {markdown_cell(n)}" for n in report.notes] + [""]
     lines += ["| check | result | blocking | details |", "|---|---|---|---|"]
     for o in report.outcomes:
         status = "pass" if o.success else ("**FAIL**" if o.blocking else "warn")

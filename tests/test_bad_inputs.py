@@ -635,7 +635,8 @@ PREDICT_CASES = [
     ("broken-jsonl", "in.jsonl", '{"id": "a", "text": "hi"}\n{"id": "b", "text": "x\n',
      "line 2 is not valid JSON", "in.jsonl, line 2", "fix or remove that line"),
     ("nul-in-later-chunk", "in.csv", "id,text\n" + "".join(f"{i},text {i}\n" for i in range(7))
-     + "7,bad\x00text\n", "contains a NUL byte", "in.csv, line 9", "remove the NUL bytes"),
+     + "7,bad\x00text\n", "at line 9 contains a NUL character", "in.csv, line 9",
+     "remove NUL characters"),
     ("bad-row-in-later-chunk", "in.jsonl",
      "".join(json.dumps({"id": str(i), "text": f"t {i}"}) + "\n" for i in range(7))
      + '{"id": "7", "text": ["a"]}\n', "column 'text' at line 8 is an array", "in.jsonl, line 8",
@@ -673,3 +674,41 @@ def test_predict_streams_chunks_into_the_same_output(onnx_model: Path, tmp_path:
         assert "scored 10 rows" in proc.stdout
     assert outs["3"] == outs["100"]
     assert pd.read_csv(tmp_path / "out3.csv")["id"].tolist() == [r["id"] for r in rows]
+
+
+# ============================================================================ leftovers of a kill
+
+def _stale(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "model.onnx").write_bytes(b"half-written")
+    os.utime(path, (1_000_000_000, 1_000_000_000))  # long before this run started
+    return path
+
+
+def test_export_removes_only_its_own_stale_temp_dirs(onnx_model: Path) -> None:
+    """A SIGKILLed export leaves models/onnx/.export.XXXXXXXX behind; the next run removes it."""
+    root = onnx_model.parents[2]
+    onnx_dir = onnx_model.parent
+    stale = _stale(onnx_dir / ".export.k1ll3d_x")
+    foreign = [_stale(onnx_dir / ".quantize.k1ll3d_x"), _stale(onnx_dir / ".export.not-mkdtemp"),
+               _stale(onnx_dir / "export.k1ll3d_y")]
+    proc = run("export", root)
+    assert proc.returncode == 0, proc.stderr
+    assert not stale.exists()
+    assert f"removed 1 stale temp dir(s) left by an interrupted run: {stale.relative_to(root)}" \
+        in proc.stderr
+    assert all(p.is_dir() for p in foreign)  # not export's: left alone
+    for p in foreign:
+        shutil.rmtree(p)
+
+
+def test_atomic_writes_remove_stale_temp_dirs_of_the_same_output(tmp_path: Path) -> None:
+    from stages.io import write_json
+
+    stale = _stale(tmp_path / ".eval.json.ab12cd34.tmp")
+    other = _stale(tmp_path / ".gate.json.ab12cd34.tmp")
+    fresh = tmp_path / ".eval.json.zz99yy88.tmp"
+    fresh.mkdir()  # made after this process started: another writer's, never touched
+    write_json(tmp_path / "eval.json", {"ok": True})
+    assert json.loads((tmp_path / "eval.json").read_text()) == {"ok": True}
+    assert not stale.exists() and other.is_dir() and fresh.is_dir()
