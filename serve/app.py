@@ -70,7 +70,7 @@ class Service:
         self.not_ready = "loading the champion"
         self.last_reload: dict[str, Any] | None = None
         self.batcher = MicroBatcher(lambda: self.model, params.max_batch, params.max_wait_ms,
-                                    self.metrics)
+                                    self.metrics, params.max_pad_share)
         self.log = PredictionLog(params.log_path, params.log_text, params.flush_every,
                                  params.flush_interval_s, self.metrics)
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="champion-loader")

@@ -24,6 +24,7 @@ from stages.onnx_session import OnnxModel, encode, load_onnx_model, pad, provide
 
 if TYPE_CHECKING:
     import numpy as np
+    from tokenizers import Encoding
 
 log = get_logger(__name__)
 
@@ -64,9 +65,15 @@ class ServedModel:
     def has_embedding(self) -> bool:
         return EMBEDDING_OUTPUT in self.output_names
 
+    def encode(self, texts: Sequence[str]) -> list[Encoding]:
+        return encode(self.onnx, texts)
+
     def predict(self, texts: Sequence[str]) -> BatchResult:
         """One ONNX call for ``texts``, padded to the longest of them."""
-        encodings = encode(self.onnx, texts)
+        return self.run(self.encode(texts))
+
+    def run(self, encodings: Sequence[Encoding]) -> BatchResult:
+        """One ONNX call for tokenised texts, padded to the longest of them."""
         outputs = self.onnx.session.run(self.output_names, pad(self.onnx, encodings))
         return BatchResult(probs=softmax(outputs[0]).astype("float32"),
                            n_tokens=[len(e.ids) for e in encodings],

@@ -22,6 +22,7 @@ class ServeParams:
     top_k: int = 3
     max_batch: int = 32               # texts per ONNX call; 1 = no micro-batching
     max_wait_ms: float = 5.0
+    max_pad_share: float = 0.25       # a batch is split where more of a call would be padding
     max_texts: int = 64
     max_chars: int = 10000
     max_body_bytes: int = 1_000_000
@@ -51,8 +52,10 @@ class ServeParams:
                            "parity_atol": self.parity_atol}.items():
             if value < 0:
                 raise StageError(f"serve.{key} must not be negative, got {value}", where=where)
-        if not 0 <= self.parity_min_agreement <= 1:
-            raise StageError("serve.parity_min_agreement must be within [0, 1]", where=where)
+        for key, value in {"parity_min_agreement": self.parity_min_agreement,
+                           "max_pad_share": self.max_pad_share}.items():
+            if not 0 <= value <= 1:
+                raise StageError(f"serve.{key} must be within [0, 1], got {value}", where=where)
         if not 0 <= self.port <= 65535:
             raise StageError(f"serve.port {self.port} is not a TCP port", where=where)
 
