@@ -64,7 +64,8 @@ def predict(model_path: Path, df: Any, batch_size: int = 32, threads: int | None
     """Scored table (id or text, label, prob_<class>...) and a summary of the run."""
     import pandas as pd
 
-    from stages.onnx_session import encode, load_onnx_model, provider, run_logits, softmax
+    from stages.metrics import softmax
+    from stages.onnx_session import encode, load_onnx_model, provider, run_logits
 
     model = load_onnx_model(model_path, threads=threads, device=device)
     texts = df["text"].tolist()

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from stages import artifacts
 from stages.common import StageError, get_logger, load_params, read_params_file, run_cli
-from stages.io import read_json, sha256_file, write_json, write_text
+from stages.io import read_json, read_parquet, sha256_file, write_json, write_text
+from stages.metrics import macro_f1
 from stages.report_format import ci, md_table, num, signed
 
 if TYPE_CHECKING:
@@ -125,13 +126,11 @@ def validate_params(params: GateParams) -> None:
 def load_inputs(eval_path: Path = artifacts.EVAL_METRICS,
                 predictions_path: Path = artifacts.PREDICTIONS) -> tuple[dict[str, Any], pd.DataFrame]:
     """eval.json and the predictions, checked against each other (stale files are refused)."""
-    import pandas as pd
-
     ev = read_json(eval_path)
     if not predictions_path.is_file():
         raise StageError("predictions not found", where=str(predictions_path),
                          fix="run `dvc repro evaluate`")
-    pred = pd.read_parquet(predictions_path)
+    pred = read_parquet(predictions_path, "predictions", fix="run `dvc repro evaluate`")
     needed = ["label", "candidate_pred"] + (["champion_pred", "paired"] if ev.get("champion") else [])
     missing = [c for c in needed if c not in pred.columns]
     if missing or "candidate" not in ev or "labels" not in ev \
@@ -144,15 +143,6 @@ def load_inputs(eval_path: Path = artifacts.EVAL_METRICS,
                          f"has {len(pred)}: the two files are from different runs",
                          where=str(predictions_path), fix="re-run `dvc repro evaluate`")
     return ev, pred
-
-
-def recompute_macro_f1(y_true: Any, y_pred: Any, labels: list[str]) -> float:
-    from stages import stats
-
-    k = len(labels)
-    f1, _ = stats.scores(stats.encode(y_true, labels)[None, :],
-                         stats.encode(y_pred, labels)[None, :], k)
-    return float(f1[0])
 
 
 def compare(pred: pd.DataFrame, labels: list[str], sig: Significance) -> dict[str, Any]:
@@ -336,7 +326,7 @@ def run_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams) -> di
     validate_params(params)
     labels = list(ev["labels"])
     has_champion = bool(ev.get("champion"))
-    recomputed = recompute_macro_f1(pred["label"], pred["candidate_pred"], labels)
+    recomputed = macro_f1(pred["label"], pred["candidate_pred"], labels)
     if abs(recomputed - ev["candidate"]["macro_f1"]) > STALE_TOLERANCE:
         raise StageError(f"candidate macro-F1 in {artifacts.EVAL_METRICS} "
                          f"({ev['candidate']['macro_f1']:.6f}) does not match "

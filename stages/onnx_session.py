@@ -219,10 +219,3 @@ def run_logits(model: OnnxModel, encodings: Sequence[Encoding], batch_size: int 
         out[idx] = model.session.run(None, feeds)[0]
     return out
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
