@@ -73,7 +73,8 @@ def batch_effect(onnx_dir: Path, texts: list[str], batch: int = 32) -> dict[str,
     shares a call with others (padded to the longest) instead of running alone."""
     import numpy as np
 
-    from stages.onnx_session import encode, load_onnx_model, run_logits, softmax
+    from stages.metrics import softmax
+    from stages.onnx_session import encode, load_onnx_model, run_logits
 
     model = load_onnx_model(onnx_dir / "model.int8.onnx", threads=2, device="cpu")
     encodings = encode(model, texts)

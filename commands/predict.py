@@ -70,7 +70,8 @@ def score_chunk(model: Any, df: Any, batch_size: int) -> tuple[Any, dict[str, in
     """One chunk scored: the output rows and its counts (rows, truncated, empty texts)."""
     import pandas as pd
 
-    from stages.onnx_session import encode, run_logits, softmax
+    from stages.metrics import softmax
+    from stages.onnx_session import encode, run_logits
 
     texts = df["text"].tolist()
     encodings = encode(model, texts)

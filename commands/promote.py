@@ -147,7 +147,8 @@ def copy_onnx_export(src: Path, dest: Path) -> None:
     import pyarrow.parquet as pq
 
     from stages.data import load_split, text_fingerprint
-    from stages.onnx_session import encode, load_onnx_model, run_logits, softmax
+    from stages.metrics import softmax
+    from stages.onnx_session import encode, load_onnx_model, run_logits
 
     dest.mkdir(parents=True)
     for name in (artifacts.ONNX_FP32, artifacts.ONNX_INT8, artifacts.ONNX_FP16,

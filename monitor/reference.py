@@ -64,7 +64,8 @@ def score_texts(model: Any, texts: list[str], where: str, batch_size: int = 32) 
     """Probabilities, embeddings, token counts and truncation flags, as the service logs them."""
     import numpy as np
 
-    from stages.onnx_session import encode, run_logits_and_embeddings, softmax
+    from stages.metrics import softmax
+    from stages.onnx_session import encode, run_logits_and_embeddings
 
     encodings = encode(model, texts)
     logits, emb = run_logits_and_embeddings(model, encodings, batch_size, show_progress=True)

@@ -20,7 +20,8 @@ from serve.params import ServeParams
 from stages import artifacts
 from stages.common import StageError, get_logger
 from stages.io import sha256_file
-from stages.onnx_session import OnnxModel, encode, load_onnx_model, pad, provider, softmax
+from stages.metrics import softmax
+from stages.onnx_session import OnnxModel, encode, load_onnx_model, pad, provider
 
 if TYPE_CHECKING:
     import numpy as np

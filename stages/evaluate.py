@@ -22,12 +22,11 @@ from stages import artifacts
 from stages.common import PositiveInt, StageError, get_logger, load_params, run_cli
 from stages.data import load_split, seen_fingerprints, text_fingerprint
 from stages.io import atomic_path, read_json, write_csv, write_json, write_parquet
-from stages.metrics import classification_metrics
+from stages.metrics import classification_metrics, softmax
 from stages.model import (
     class_names,
     load_classifier,
     predict_logits,
-    softmax,
     trained_max_length,
 )
 

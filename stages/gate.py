@@ -42,7 +42,9 @@ from stages.common import (
     read_params_file,
     run_cli,
 )
-from stages.io import read_json, sha256_file, write_json, write_text
+from stages.io import read_json, read_parquet, sha256_file, write_json, write_text
+from stages.metrics import macro_f1
+from stages.report_format import ci, md_table, num, signed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -134,13 +136,11 @@ def validate_params(params: GateParams) -> None:
 def load_inputs(eval_path: Path = artifacts.EVAL_METRICS,
                 predictions_path: Path = artifacts.PREDICTIONS) -> tuple[dict[str, Any], pd.DataFrame]:
     """eval.json and the predictions, checked against each other (stale files are refused)."""
-    import pandas as pd
-
     ev = read_json(eval_path)
     if not predictions_path.is_file():
         raise StageError("predictions not found", where=str(predictions_path),
                          fix="run `dvc repro evaluate`")
-    pred = pd.read_parquet(predictions_path)
+    pred = read_parquet(predictions_path, "predictions", fix="run `dvc repro evaluate`")
     needed = ["label", "candidate_pred"] + (["champion_pred", "paired"] if ev.get("champion") else [])
     missing = [c for c in needed if c not in pred.columns]
     if missing or "candidate" not in ev or "labels" not in ev \
@@ -153,15 +153,6 @@ def load_inputs(eval_path: Path = artifacts.EVAL_METRICS,
                          f"has {len(pred)}: the two files are from different runs",
                          where=str(predictions_path), fix="re-run `dvc repro evaluate`")
     return ev, pred
-
-
-def recompute_macro_f1(y_true: Any, y_pred: Any, labels: list[str]) -> float:
-    from stages import stats
-
-    k = len(labels)
-    f1, _ = stats.scores(stats.encode(y_true, labels)[None, :],
-                         stats.encode(y_pred, labels)[None, :], k)
-    return float(f1[0])
 
 
 def compare(pred: pd.DataFrame, labels: list[str], sig: Significance) -> dict[str, Any]:
@@ -345,7 +336,7 @@ def run_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams) -> di
     validate_params(params)
     labels = list(ev["labels"])
     has_champion = bool(ev.get("champion"))
-    recomputed = recompute_macro_f1(pred["label"], pred["candidate_pred"], labels)
+    recomputed = macro_f1(pred["label"], pred["candidate_pred"], labels)
     if abs(recomputed - ev["candidate"]["macro_f1"]) > STALE_TOLERANCE:
         raise StageError(f"candidate macro-F1 in {artifacts.EVAL_METRICS} "
                          f"({ev['candidate']['macro_f1']:.6f}) does not match "
@@ -417,101 +408,108 @@ def _rounded(obj: Any) -> Any:
     return obj
 
 
-def _num(x: float | None, signed: bool = False) -> str:
-    if x is None:
-        return "–"
-    return f"{x:+.4f}" if signed else f"{x:.4f}"
-
-
-def _ci(ci: list[float] | None) -> str:
-    return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else ""
-
-
-def render_markdown(result: dict[str, Any]) -> str:
-    """reports/gate.md: verdict first, then the numbers, the checks and the policy used."""
-    p = result["params"]
-    sig = p["significance"]
-    h = result["headline"]
+def _verdict(result: dict[str, Any]) -> list[str]:
+    """The title and one sentence: passed or not, and which checks failed or warned."""
     verdict = "PASSED" if result["passed"] else "FAILED"
-    lines = [f"# Gate: **{verdict}**", ""]
     if result["passed"]:
         summary = "every blocking check passed"
         if result["warnings"]:
             summary += f"; {len(result['warnings'])} warning(s): {', '.join(result['warnings'])}"
     else:
         summary = f"{len(result['failed'])} blocking check(s) failed: {', '.join(result['failed'])}"
-    lines += [f"{summary.capitalize()}.", ""]
+    lines = [f"# Gate: **{verdict}**", "", f"{summary.capitalize()}.", ""]
     if not result["champion"]:
         lines += ["> **No champion yet** (first run): only the absolute checks ran. The champion "
                   "comparisons (regression, slices, significance) start after the first "
                   "`python -m commands.promote`.", ""]
-    lines += [f"## Headline ({h['test_rows']} test rows)", ""]
-    paired = h.get("paired")
-    if paired:
-        excluded = paired["excluded_champion_trained_on"] + paired["excluded_candidate_trained_on"]
-        known = paired["champion_training_data"] != "unknown"
-        lines += [f"**Paired comparison on {paired['rows']} of {paired['test_rows']} test rows.** "
-                  + (f"{paired['excluded_champion_trained_on']} row(s) left out because the "
-                     f"champion trained on them, {paired['excluded_candidate_trained_on']} because "
-                     "the candidate did." if known else
-                     "The champion's training data is unknown (it was promoted without a "
-                     "training-data fingerprint), so rows it trained on could not be left out.")
-                  + (" The comparison uses only rows neither model has seen." if known and excluded
-                     else ""), ""]
-    if result["comparison"]:
-        comp = result["comparison"]
-        lines += [f"| metric | candidate (all {h['test_rows']} rows) | candidate (paired) | "
-                  "champion (paired) | Δ paired | 95% CI |", "|---|---:|---:|---:|---:|---:|"]
-        for metric, title in (("macro_f1", "macro-F1"), ("accuracy", "accuracy")):
-            m = comp[metric]
-            lines.append(f"| {title} | {_num(h['candidate'][metric])} | {_num(m['candidate'])} | "
-                         f"{_num(m['champion'])} | {_num(m['diff'], True)} | {_ci(m['ci95'])} |")
+    return lines
+
+
+def _paired_rows(paired: dict[str, Any]) -> str:
+    """Which test rows the comparison used, and why the others were left out."""
+    excluded = paired["excluded_champion_trained_on"] + paired["excluded_candidate_trained_on"]
+    known = paired["champion_training_data"] != "unknown"
+    if not known:
+        why = ("The champion's training data is unknown (it was promoted without a training-data "
+               "fingerprint), so rows it trained on could not be left out.")
+    else:
+        why = (f"{paired['excluded_champion_trained_on']} row(s) left out because the champion "
+               f"trained on them, {paired['excluded_candidate_trained_on']} because the candidate "
+               "did." + (" The comparison uses only rows neither model has seen." if excluded
+                         else ""))
+    return f"**Paired comparison on {paired['rows']} of {paired['test_rows']} test rows.** {why}"
+
+
+def _headline(result: dict[str, Any]) -> list[str]:
+    """The headline numbers: candidate (and champion, paired, with CIs and McNemar's test)."""
+    h, comp = result["headline"], result["comparison"]
+    lines = [f"## Headline ({h['test_rows']} test rows)", ""]
+    if h.get("paired"):
+        lines += [_paired_rows(h["paired"]), ""]
+    metrics = (("macro_f1", "macro-F1"), ("accuracy", "accuracy"))
+    if comp:
+        lines += md_table(
+            ["metric", f"candidate (all {h['test_rows']} rows)", "candidate (paired)",
+             "champion (paired)", "Δ paired", "95% CI"],
+            [[title, num(h["candidate"][m]), num(comp[m]["candidate"]), num(comp[m]["champion"]),
+              signed(comp[m]["diff"]), ci(comp[m]["ci95"])] for m, title in metrics])
         mc = comp["mcnemar"]
         lines += ["", f"McNemar exact test: only the candidate is right on "
                       f"{mc['candidate_only_correct']} rows, only the champion on "
                       f"{mc['champion_only_correct']}; p = {mc['p_value']:.3g}. CIs: paired "
                       f"bootstrap, {comp['bootstrap_resamples']} resamples, seed {comp['seed']}."]
     else:
-        lines += ["| metric | candidate |", "|---|---:|"]
-        for metric, title in (("macro_f1", "macro-F1"), ("accuracy", "accuracy")):
-            lines.append(f"| {title} | {_num(h['candidate'][metric])} |")
+        lines += md_table(["metric", "candidate"],
+                          [[title, num(h["candidate"][m])] for m, title in metrics])
     if h["tfidf_logreg"]:
         lines += ["", f"TF-IDF + logistic regression baseline: macro-F1 "
-                      f"{_num(h['tfidf_logreg']['macro_f1'])}, accuracy "
-                      f"{_num(h['tfidf_logreg']['accuracy'])}."]
-    lines += ["", "## Checks", "",
-              "| check | value | threshold | Δ vs champion | 95% CI of Δ | result | detail |",
-              "|---|---:|---:|---:|---:|---|---|"]
-    for c in result["checks"]:
-        status = "pass" if c["passed"] else ("**FAIL**" if c["blocking"] else "warn")
-        if c["passed"] and not c["blocking"]:
-            status = "pass (non-blocking)"
-        lines.append(f"| `{c['name']}` | {_num(c['value'])} | {_num(c['threshold'])} | "
-                     f"{_num(c['delta_vs_champion'], True)} | {_ci(c['ci95'])} | {status} | "
-                     f"{c['detail']} |")
-    lines += ["", "## Policy", ""]
+                      f"{num(h['tfidf_logreg']['macro_f1'])}, accuracy "
+                      f"{num(h['tfidf_logreg']['accuracy'])}."]
+    return lines
+
+
+def _check_status(check: dict[str, Any]) -> str:
+    if check["passed"]:
+        return "pass" if check["blocking"] else "pass (non-blocking)"
+    return "**FAIL**" if check["blocking"] else "warn"
+
+
+def _checks(result: dict[str, Any]) -> list[str]:
+    """One row per check: value, threshold, the difference to the champion, the verdict."""
+    return ["", "## Checks", "", *md_table(
+        ["check", "value", "threshold", "Δ vs champion", "95% CI of Δ", "result", "detail"],
+        [[f"`{c['name']}`", num(c["value"]), num(c["threshold"]), signed(c["delta_vs_champion"]),
+          ci(c["ci95"]), _check_status(c), c["detail"]] for c in result["checks"]],
+        align="lrrrrll")]
+
+
+def _significance_rule(policy: str, alpha: float, tolerance: float) -> str:
+    if policy == "not_worse":
+        return (f"**not_worse**: the candidate fails only if it is significantly worse, i.e. the "
+                f"95% CI lower bound of candidate − champion macro-F1 is below {-tolerance:+.4f} "
+                f"*and* McNemar's exact test gives p < {alpha} with more rows only the champion "
+                "gets right.")
+    return (f"**better**: the candidate passes only if it is significantly better, i.e. the 95% "
+            f"CI lower bound of candidate − champion macro-F1 is above 0 *and* McNemar's exact "
+            f"test gives p < {alpha} with more rows only the candidate gets right.")
+
+
+def _policy(result: dict[str, Any]) -> list[str]:
+    """The rules this verdict was reached by, as params.yaml set them."""
+    p = result["params"]
+    lines = ["", "## Policy", ""]
     if result["champion"]:
         lines.append(f"- Candidate and champion are compared only on test rows neither trained on "
                      f"(at least {p['min_paired_rows']}; fewer: {p['too_few_paired_rows']}).")
     if result["comparison"]:
-        tol = p["max_regression_macro_f1"] or 0.0
-        if sig["policy"] == "not_worse":
-            rule = (f"**not_worse**: the candidate fails only if it is significantly worse, i.e. "
-                    f"the 95% CI lower bound of candidate − champion macro-F1 is below "
-                    f"{-tol:+.4f} *and* McNemar's exact test gives p < {sig['alpha']} with more "
-                    f"rows only the champion gets right.")
-        else:
-            rule = (f"**better**: the candidate passes only if it is significantly better, i.e. "
-                    f"the 95% CI lower bound of candidate − champion macro-F1 is above 0 *and* "
-                    f"McNemar's exact test gives p < {sig['alpha']} with more rows only the "
-                    f"candidate gets right.")
+        sig = p["significance"]
+        rule = _significance_rule(sig["policy"], sig["alpha"], p["max_regression_macro_f1"] or 0.0)
         lines.append(f"- Significance policy {rule}")
     elif result["champion"]:
         lines.append("- Too few paired rows: the champion comparisons did not run.")
     else:
         lines.append("- First-run policy: no champion to compare with, absolute checks only.")
-    floors = [f"{k} {p[k]}" for k in ("min_macro_f1", "min_accuracy", "min_class_recall")
-              if p[k] is not None]
+    floors = [f"{k} {p[k]}" for k in FLOORS if p[k] is not None]
     lines.append(f"- Absolute floors: {', '.join(floors)}.")
     if p["tfidf_margin"] is not None:
         lines.append(f"- Baseline: candidate macro-F1 ≥ TF-IDF macro-F1 + {p['tfidf_margin']}.")
@@ -519,13 +517,19 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append(f"- Max regression vs champion: macro-F1 {p['max_regression_macro_f1']}, "
                      f"each slice {p['max_regression_slice']} (slices under "
                      f"{p['min_slice_rows']} rows are reported, not gated).")
-    if p["warn_only"]:
-        lines.append(f"- Non-blocking (warn only): {', '.join(p['warn_only'])}.")
-    if result["disabled"]:
-        lines.append(f"- Disabled (null in params.yaml): {', '.join(result['disabled'])}.")
+    for items, what in ((p["warn_only"], "Non-blocking (warn only)"),
+                        (result["disabled"], "Disabled (null in params.yaml)")):
+        if items:
+            lines.append(f"- {what}: {', '.join(items)}.")
     if result["skipped"]:
         lines.append(f"- Not checked: {'; '.join(result['skipped'])}.")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """reports/gate.md: verdict first, then the numbers, the checks and the policy used."""
+    return "\n".join(_verdict(result) + _headline(result) + _checks(result)
+                     + _policy(result)) + "\n"
 
 
 def run_gate(params: GateParams, eval_path: Path = artifacts.EVAL_METRICS,
@@ -551,8 +555,8 @@ def main() -> None:
     result = run_gate(params)
     if not result["passed"]:
         rows = {c["name"]: c for c in result["checks"]}
-        lines = [f"  - {name}: value {_num(rows[name]['value'])} vs threshold "
-                 f"{_num(rows[name]['threshold'])} ({rows[name]['detail']})"
+        lines = [f"  - {name}: value {num(rows[name]['value'])} vs threshold "
+                 f"{num(rows[name]['threshold'])} ({rows[name]['detail']})"
                  for name in result["failed"]]
         raise StageError(f"gate FAILED: {len(result['failed'])} blocking check(s) failed\n"
                          + "\n".join(lines),

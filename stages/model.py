@@ -197,10 +197,3 @@ def predict_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length:
             out[idx] = logits.float().cpu().numpy()
     return out
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

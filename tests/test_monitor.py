@@ -117,7 +117,8 @@ def check(reference_dir: Path, log_dir: Path, hours: int = 24, **overrides):
 def test_reference_holds_int8_scores_embeddings_and_a_calibration(
         reference_dir: Path, onnx_project: Path, int8_model) -> None:
     from monitor.reference import calibrated, load_reference
-    from stages.onnx_session import encode, run_logits, softmax
+    from stages.metrics import softmax
+    from stages.onnx_session import encode, run_logits
 
     ref = load_reference(reference_dir)
     test = pd.read_parquet(onnx_project / "data/splits/test.parquet")

@@ -53,7 +53,8 @@ def test_scores_csv_end_to_end(model_path: Path, tmp_path: Path) -> None:
     assert "CPUExecutionProvider" in proc.stdout
 
     # the very same numbers as the PyTorch model train wrote (same pooling, same head)
-    from stages.model import load_classifier, predict_logits, softmax
+    from stages.metrics import softmax
+    from stages.model import load_classifier, predict_logits
 
     model, tokenizer = load_classifier(model_path.parents[1] / "checkpoint")
     torch_probs = softmax(predict_logits(model, tokenizer, [t for t in TEXTS], MAX_LENGTH))

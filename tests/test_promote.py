@@ -234,7 +234,8 @@ def test_champion_carries_an_export_the_service_accepts(tmp_path: Path, tiny_st_
 
     from serve.model import check_parity, load_champion
     from serve.params import ServeParams
-    from stages.onnx_session import encode, load_onnx_model, run_logits, softmax
+    from stages.metrics import softmax
+    from stages.onnx_session import encode, load_onnx_model, run_logits
     from tests.test_export import build_project
 
     project = build_project(tmp_path / "project", tiny_st_model_dir)

@@ -236,3 +236,16 @@ def test_a_champion_from_before_the_shared_classifier_still_loads(tmp_path: Path
     model, tokenizer = load_classifier(old)
     assert class_names(model) == ["a", "b"]
     assert predict_logits(model, tokenizer, ["hello there"], 16).shape == (1, 2)
+
+
+def test_the_epoch_progress_bar_counts_every_batch(split_dir: Path) -> None:
+    import re
+
+    proc = run_stage("train", split_dir)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((split_dir / "metrics/train.json").read_text())
+    per_epoch = summary["optimizer_steps"] // summary["epochs_run"]
+    # tqdm redraws with \r; every state of the first epoch's bar, first to last
+    states = re.findall(r"epoch 1/\d+:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)", proc.stderr)
+    assert states, proc.stderr[-2000:]
+    assert states[0][0] == "0" and states[-1] == (str(per_epoch), str(per_epoch))
