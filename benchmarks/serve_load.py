@@ -87,6 +87,27 @@ def batch_effect(onnx_dir: Path, texts: list[str], batch: int = 32) -> dict[str,
             "label_agreement": round(float((alone.argmax(1) == together.argmax(1)).mean()), 5)}
 
 
+def spinning_effect(onnx_dir: Path, texts: list[str], threads: int) -> dict[str, Any]:
+    """ONNX Runtime's default thread pool busy-waits between ops: on cores shared with other
+    work that spin competes with it. Single-text int8 calls, in this process, spin on vs off."""
+    from stages.onnx_session import encode, load_onnx_model, pad
+
+    out: dict[str, Any] = {"threads": threads, "texts": len(texts)}
+    for spinning in (True, False):
+        model = load_onnx_model(onnx_dir / "model.int8.onnx", threads=threads, device="cpu",
+                                spinning=spinning)
+        encodings = encode(model, texts)
+        model.session.run(None, pad(model, encodings[:1]))
+        wall, cpu = time.perf_counter(), time.process_time()
+        for e in encodings:
+            model.session.run(None, pad(model, [e]))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        out["spinning" if spinning else "no_spinning"] = {
+            "texts_per_s": round(len(texts) / wall, 1),
+            "cpu_ms_per_text": round(cpu * 1000 / len(texts), 2)}
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -257,6 +278,9 @@ def main() -> None:
     second = build_champion(work, args.onnx_dir, args.test_split, SECOND)
     results["int8_batch_effect"] = batch_effect(args.onnx_dir, texts[:256])
     print("int8 probabilities alone vs in batches of 32 (unsorted):", results["int8_batch_effect"],
+          flush=True)
+    results["ort_spinning_effect"] = spinning_effect(args.onnx_dir, texts[:128], args.threads)
+    print("ONNX Runtime thread spinning, single int8 calls:", results["ort_spinning_effect"],
           flush=True)
     servers: dict[str, tuple[subprocess.Popen, str]] = {}
     try:
