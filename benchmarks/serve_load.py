@@ -7,8 +7,10 @@ Builds a champion in a temporary directory from an exported model (promote's own
 its reference predictions), starts ``python -m serve`` as a subprocess for each mode
 (``max_batch`` 32 = on, 1 = off; everything else the same), and drives it with closed-loop
 clients (asyncio + httpx, one keep-alive connection each) that send one text per request for
-``--seconds`` per level. During the 32-client run with batching on, a new champion is promoted
-and the service told to reload. Prints a table and the on/off ratios; writes JSON.
+``--seconds`` per level. Both servers run side by side and each level alternates between them in
+``--rounds`` short rounds, so load from other work on the machine hits both alike. Then a
+32-client run with batching on (2x as long) during which a new champion is promoted and the
+service told to reload. Prints a table and the on/off ratios; writes JSON.
 The load generator runs on the same CPUs as the server: its CPU time is reported too.
 """
 
@@ -86,6 +88,27 @@ def batch_effect(onnx_dir: Path, texts: list[str], batch: int = 32) -> dict[str,
             "label_agreement": round(float((alone.argmax(1) == together.argmax(1)).mean()), 5)}
 
 
+def spinning_effect(onnx_dir: Path, texts: list[str], threads: int) -> dict[str, Any]:
+    """ONNX Runtime's default thread pool busy-waits between ops: on cores shared with other
+    work that spin competes with it. Single-text int8 calls, in this process, spin on vs off."""
+    from stages.onnx_session import encode, load_onnx_model, pad
+
+    out: dict[str, Any] = {"threads": threads, "texts": len(texts)}
+    for spinning in (True, False):
+        model = load_onnx_model(onnx_dir / "model.int8.onnx", threads=threads, device="cpu",
+                                spinning=spinning)
+        encodings = encode(model, texts)
+        model.session.run(None, pad(model, encodings[:1]))
+        wall, cpu = time.perf_counter(), time.process_time()
+        for e in encodings:
+            model.session.run(None, pad(model, [e]))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        out["spinning" if spinning else "no_spinning"] = {
+            "texts_per_s": round(len(texts) / wall, 1),
+            "cpu_ms_per_text": round(cpu * 1000 / len(texts), 2)}
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -155,8 +178,19 @@ async def run_level(url: str, texts: list[str], clients: int, seconds: float,
     tasks = [asyncio.create_task(client(i)) for i in range(clients)]
     extra = await during() if during else None
     await asyncio.gather(*tasks)
-    wall = time.perf_counter() - start
-    lat = sorted(latencies)
+    return {"latencies": latencies, "errors": errors, "versions": versions,
+            "wall_s": time.perf_counter() - start, "reload": extra}
+
+
+def summarise(runs: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+    """One row from several rounds of the same level."""
+    lat = sorted(x for r in runs for x in r["latencies"])
+    errors = [e for r in runs for e in r["errors"]]
+    wall = sum(r["wall_s"] for r in runs)
+    versions: dict[str, int] = {}
+    for r in runs:
+        for v, n in r["versions"].items():
+            versions[v] = versions.get(v, 0) + n
 
     def pct(q: float) -> float:
         return round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 2) if lat else float("nan")
@@ -165,7 +199,7 @@ async def run_level(url: str, texts: list[str], clients: int, seconds: float,
             "error_samples": errors[:5], "wall_s": round(wall, 2),
             "throughput_rps": round(len(lat) / wall, 1), "p50_ms": pct(0.50),
             "p99_ms": pct(0.99), "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else None,
-            "versions": versions, "reload": extra}
+            "versions": versions, "reload": next((r["reload"] for r in runs if r["reload"]), None)}
 
 
 def batch_stats(url: str) -> dict[str, float]:
@@ -180,6 +214,41 @@ def batch_stats(url: str) -> dict[str, float]:
     return out
 
 
+MODES = (("batching_off", 1), ("batching_on", 32))  # serve.max_batch
+
+
+def measure(proc: subprocess.Popen, url: str, texts: list[str], clients: int, seconds: float,
+            usage: dict[str, Any], during: Any = None) -> dict[str, Any]:
+    """One round against one server; adds its CPU time and ONNX calls to ``usage``."""
+    cpu0, batches0 = cpu_seconds(proc.pid), batch_stats(url)
+    self0 = resource.getrusage(resource.RUSAGE_SELF)
+    usage["load"].append(os.getloadavg()[0])
+    run = asyncio.run(run_level(url, texts, clients, seconds, during))
+    self1, batches1 = resource.getrusage(resource.RUSAGE_SELF), batch_stats(url)
+    usage["server_cpu_s"] += cpu_seconds(proc.pid) - cpu0
+    usage["loadgen_cpu_s"] += (self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime)
+    usage["calls"] += batches1["serve_batch_size_count"] - batches0["serve_batch_size_count"]
+    usage["texts"] += batches1["serve_batch_size_sum"] - batches0["serve_batch_size_sum"]
+    return run
+
+
+def record(results: dict[str, Any], key: str, level: dict[str, Any], usage: dict[str, Any]) -> None:
+    level["server_cpu_cores"] = round(usage["server_cpu_s"] / level["wall_s"], 2)
+    level["loadgen_cpu_cores"] = round(usage["loadgen_cpu_s"] / level["wall_s"], 2)
+    level["texts_per_onnx_call"] = round(usage["texts"] / max(usage["calls"], 1), 2)
+    level["load_1min"] = round(statistics.fmean(usage["load"]), 2)
+    results["levels"][key] = level
+    print(f"{key:22s}: {level['throughput_rps']:7.1f} req/s p50 {level['p50_ms']:7.1f} ms "
+          f"p99 {level['p99_ms']:7.1f} ms errors {level['errors']} texts/call "
+          f"{level['texts_per_onnx_call']:5.2f} server CPU {level['server_cpu_cores']:.2f} cores, "
+          f"loadgen {level['loadgen_cpu_cores']:.2f} (load {level['load_1min']:.1f})", flush=True)
+    if level["reload"]:
+        answer = level["reload"]["answer"]
+        print(f"  reload during the run: {answer['result']} {answer['version']} (took "
+              f"{level['reload']['reload_s']} s); versions answered {level['versions']}",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--onnx-dir", type=Path, default=Path("/work/main/models/onnx"))
@@ -188,7 +257,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per level (bounded)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--threads", type=int, default=2, help="serve.threads")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0,
+                        help="serve.max_wait_ms of the batching server")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternations between the two servers per level")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/serve_load.json")
     args = parser.parse_args()
 
@@ -208,55 +280,44 @@ def main() -> None:
     results["int8_batch_effect"] = batch_effect(args.onnx_dir, texts[:256])
     print("int8 probabilities alone vs in batches of 32 (unsorted):", results["int8_batch_effect"],
           flush=True)
+    results["ort_spinning_effect"] = spinning_effect(args.onnx_dir, texts[:128], args.threads)
+    print("ONNX Runtime thread spinning, single int8 calls:", results["ort_spinning_effect"],
+          flush=True)
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
     try:
-        for mode, max_batch in (("batching_off", 1), ("batching_on", 32)):
-            proc, url = start_server(work, {"max_batch": max_batch, "threads": args.threads,
-                                            "max_wait_ms": args.max_wait_ms, "reload_poll_s": 0,
-                                            "log_dir": str(work / "logs"),
-                                            "flush_interval_s": 10.0})
-            try:
-                for clients in args.clients:
-                    during = None
-                    if mode == "batching_on" and clients == max(args.clients):
-                        async def during(url: str = url) -> dict[str, Any]:
-                            await asyncio.sleep(args.seconds / 3)
-                            promote_champion(work, second, SECOND)
-                            t1 = time.perf_counter()
-                            answer = await asyncio.to_thread(request_reload, url, TOKEN)
-                            return {"reload_s": round(time.perf_counter() - t1, 2),
-                                    "answer": answer}
-                    before_cpu, before_batches = cpu_seconds(proc.pid), batch_stats(url)
-                    self_before = resource.getrusage(resource.RUSAGE_SELF)
-                    load = os.getloadavg()[0]
-                    level = asyncio.run(run_level(url, texts, clients, args.seconds, during))
-                    self_after = resource.getrusage(resource.RUSAGE_SELF)
-                    after_batches = batch_stats(url)
-                    level["server_cpu_cores"] = round(
-                        (cpu_seconds(proc.pid) - before_cpu) / level["wall_s"], 2)
-                    level["loadgen_cpu_cores"] = round(
-                        (self_after.ru_utime + self_after.ru_stime - self_before.ru_utime
-                         - self_before.ru_stime) / level["wall_s"], 2)
-                    calls = after_batches["serve_batch_size_count"] - before_batches[
-                        "serve_batch_size_count"]
-                    level["mean_batch"] = round((after_batches["serve_batch_size_sum"] -
-                                                 before_batches["serve_batch_size_sum"]) /
-                                                max(calls, 1), 2)
-                    level["load_1min_before"] = round(load, 2)
-                    results["levels"][f"{mode}/{clients}"] = level
-                    print(f"{mode:13s} clients {clients:3d}: {level['throughput_rps']:7.1f} req/s "
-                          f"p50 {level['p50_ms']:7.1f} ms p99 {level['p99_ms']:7.1f} ms "
-                          f"errors {level['errors']} mean batch {level['mean_batch']:5.1f} "
-                          f"server CPU {level['server_cpu_cores']:.2f} cores, "
-                          f"loadgen {level['loadgen_cpu_cores']:.2f} (load {load:.1f})",
-                          flush=True)
-                    if level["reload"]:
-                        print(f"  reload during the run: {level['reload']['answer']['result']} "
-                              f"{level['reload']['answer']['version']} "
-                              f"(reload took {level['reload']['reload_s']} s); versions answered "
-                              f"{level['versions']}", flush=True)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
+        # both servers run side by side; levels alternate between them in short rounds, so
+        # drifting load from other work on the machine hits both modes alike
+        for mode, max_batch in MODES:
+            servers[mode] = start_server(work, {
+                "max_batch": max_batch, "threads": args.threads, "max_wait_ms": args.max_wait_ms,
+                "reload_poll_s": 0, "log_dir": str(work / "logs" / mode),
+                "flush_interval_s": 10.0})
+        for clients in args.clients:
+            runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode, _ in MODES}
+            usage = {mode: {"server_cpu_s": 0.0, "loadgen_cpu_s": 0.0, "calls": 0.0,
+                            "texts": 0.0, "load": []} for mode, _ in MODES}
+            for _ in range(args.rounds):
+                for mode, _ in MODES:
+                    proc, url = servers[mode]
+                    runs[mode].append(measure(proc, url, texts, clients,
+                                              args.seconds / args.rounds, usage[mode]))
+            for mode, _ in MODES:
+                record(results, f"{mode}/{clients}", summarise(runs[mode], clients), usage[mode])
+
+        # a promotion during a 32-client run with batching on: no request may fail
+        proc, url = servers["batching_on"]
+        clients = max(args.clients)
+
+        async def promote_and_reload() -> dict[str, Any]:
+            await asyncio.sleep(args.seconds / 2)
+            promote_champion(work, second, SECOND)
+            t1 = time.perf_counter()
+            answer = await asyncio.to_thread(request_reload, url, TOKEN)
+            return {"reload_s": round(time.perf_counter() - t1, 2), "answer": answer}
+
+        usage = {"server_cpu_s": 0.0, "loadgen_cpu_s": 0.0, "calls": 0.0, "texts": 0.0, "load": []}
+        run = measure(proc, url, texts, clients, args.seconds * 2, usage, promote_and_reload)
+        record(results, f"batching_on/{clients}+reload", summarise([run], clients), usage)
         results["ratios_on_over_off"] = {
             str(c): round(results["levels"][f"batching_on/{c}"]["throughput_rps"] /
                           results["levels"][f"batching_off/{c}"]["throughput_rps"], 2)
@@ -266,7 +327,8 @@ def main() -> None:
 
         results["setup"] = {
             "onnx_dir": str(args.onnx_dir), "seconds_per_level": args.seconds,
-            "threads": args.threads, "max_wait_ms": args.max_wait_ms, "cpus": os.cpu_count(),
+            "threads": args.threads, "max_wait_ms": args.max_wait_ms, "rounds": args.rounds,
+            "cpus": os.cpu_count(),
             "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
             "httpx": httpx.__version__, "machine": platform.processor() or platform.machine(),
             "load_after": os.getloadavg()}
@@ -274,6 +336,9 @@ def main() -> None:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.out}")
     finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
 
 

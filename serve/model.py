@@ -117,7 +117,8 @@ def load_champion(params: ServeParams, pointer: Path = artifacts.CHAMPION_POINTE
     """Load, warm and parity-check the champion; StageError (nothing served) on any failure."""
     start = time.perf_counter()
     record, path, version = champion_files(params.precision, pointer)
-    onnx = load_onnx_model(path, threads=params.threads, device=params.device)
+    onnx = load_onnx_model(path, threads=params.threads, device=params.device,
+                           spinning=params.ort_spinning)
     names = [o.name for o in onnx.session.get_outputs()]
     output_names = names[:1] + ([EMBEDDING_OUTPUT] if EMBEDDING_OUTPUT in names[1:] else [])
     metrics_path = path.parent.parent / artifacts.CHAMPION_METRICS

@@ -19,9 +19,10 @@ class ServeParams:
     precision: Literal["int8", "fp32", "fp16"] = "int8"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = 2           # ONNX Runtime intra-op threads; None: all cores
+    ort_spinning: bool = False        # busy-waiting pool threads starve the HTTP loop
     top_k: int = 3
     max_batch: int = 32               # texts per ONNX call; 1 = no micro-batching
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
     max_pad_share: float = 0.25       # a batch is split where more of a call would be padding
     max_texts: int = 64
     max_chars: int = 10000

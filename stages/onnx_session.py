@@ -69,11 +69,13 @@ def pick_providers(device: str = "auto") -> list[str]:
 
 
 def create_session(model_path: str | Path, threads: int | None = None,
-                   device: str = "auto") -> ort.InferenceSession:
+                   device: str = "auto", spinning: bool = True) -> ort.InferenceSession:
     """An InferenceSession on the best provider, threads pinned, providers logged and checked.
 
     ``threads`` sets intra-op threads (inter-op is 1: these graphs are sequential); None lets
-    ONNX Runtime use every core.
+    ONNX Runtime use every core. ``spinning: False`` lets idle pool threads sleep instead of
+    busy-waiting for the next op: a process that shares the cores with other work (the HTTP
+    service) then keeps them.
     """
     import onnxruntime as ort
 
@@ -88,6 +90,8 @@ def create_session(model_path: str | Path, threads: int | None = None,
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(model_path), options, providers=wanted)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
@@ -164,7 +168,7 @@ def load_labels(labels_path: str | Path) -> list[str]:
 
 
 def load_onnx_model(model_path: str | Path, threads: int | None = None, device: str = "auto",
-                    artifacts_dir: str | Path | None = None) -> OnnxModel:
+                    artifacts_dir: str | Path | None = None, spinning: bool = True) -> OnnxModel:
     """Session + tokenizer + labels for an exported model file, checked against each other.
 
     The tokenizer/ and labels.json are looked up next to the model, or in ``artifacts_dir``
@@ -172,7 +176,7 @@ def load_onnx_model(model_path: str | Path, threads: int | None = None, device: 
     """
     tokenizer_dir, labels_path = artifact_paths(Path(artifacts_dir or Path(model_path).parent)
                                                 / "model.onnx")
-    session = create_session(model_path, threads=threads, device=device)
+    session = create_session(model_path, threads=threads, device=device, spinning=spinning)
     tokenizer, pad_id, pad_type_id, max_length = load_tokenizer(tokenizer_dir)
     labels = load_labels(labels_path)
     n_out = session.get_outputs()[0].shape[-1]
