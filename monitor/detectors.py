@@ -41,8 +41,8 @@ class MonitorParams:
     reference: str | None = None          # a reference directory; null: the champion's
     window_hours: int = 24                # each run looks back this far from the hour it runs at
     min_predictions: int = 200            # fewer in a window: "not enough data", no alarm
-    alpha: float = 0.002                  # p-value threshold of each test (label, confidence,
-    #                                       length, embedding)
+    alpha: float = 0.01                   # p-value threshold of each of the 5 tests (label,
+    #                                       confidence, length, embedding, novelty): <= 5% family-wise
     max_accuracy_drop: float = 0.05       # estimated accuracy below the reference's by more
     max_truncated_increase: float = 0.10  # share of truncated texts above the reference's by more
     max_empty_share: float = 0.05         # share of empty texts above this
@@ -144,13 +144,13 @@ def mmd_test(x: np.ndarray, y: np.ndarray, bandwidth: float, permutations: int,
     return float(stats[0]), p, witness
 
 
-def embedding_drift(ref: np.ndarray, win: np.ndarray | None, bandwidth: float,
+def embedding_drift(ref: np.ndarray | None, win: np.ndarray | None, bandwidth: float | None,
                     params: MonitorParams) -> tuple[Result, np.ndarray | None, np.ndarray | None]:
     """MMD permutation test; also the window rows used and their witness scores."""
     import numpy as np
 
-    if win is None or len(win) < params.min_predictions:
-        status = "unavailable" if win is None else "not enough data"
+    if ref is None or win is None or len(win) < params.min_predictions:
+        status = "unavailable" if ref is None or win is None else "not enough data"
         return (Result("embedding", None, None, params.alpha, False, status,
                        {"rows": 0 if win is None else len(win)}), None, None)
     rng = np.random.default_rng(params.seed)
@@ -194,13 +194,13 @@ def nearest_distances(x: np.ndarray, ref: np.ndarray, leave_one_out: bool = Fals
     return np.sqrt(np.maximum(d2.min(1), 0))
 
 
-def novelty_drift(ref: np.ndarray, win: np.ndarray | None, params: MonitorParams) -> Result:
+def novelty_drift(ref: np.ndarray | None, win: np.ndarray | None, params: MonitorParams) -> Result:
     """More window embeddings off the reference's manifold than the reference has of its own."""
     import numpy as np
     from scipy.stats import fisher_exact
 
-    if win is None or len(win) < params.min_predictions:
-        status = "unavailable" if win is None else "not enough data"
+    if ref is None or win is None or len(win) < params.min_predictions:
+        status = "unavailable" if ref is None or win is None else "not enough data"
         return Result("novelty", None, None, params.alpha, False, status)
     rng = np.random.default_rng(params.seed + 1)
     ref = ref[rng.permutation(len(ref))[:params.max_rows]]

@@ -46,7 +46,7 @@ class Scored:
     """One split scored by the served model."""
 
     probs: np.ndarray
-    embeddings: np.ndarray
+    embeddings: np.ndarray | None  # None: a logits-only graph (an export older than the monitor)
     n_tokens: np.ndarray
     truncated: np.ndarray
     labels: list[str]
@@ -61,7 +61,11 @@ class Scored:
 
 
 def score_texts(model: Any, texts: list[str], where: str, batch_size: int = 32) -> Scored:
-    """Probabilities, embeddings, token counts and truncation flags, as the service logs them."""
+    """Probabilities, embeddings, token counts and truncation flags, as the service logs them.
+
+    A graph without the ``embedding`` output still gets a reference (label, confidence, length,
+    accuracy and share detectors work); the embedding detectors then report "unavailable".
+    """
     import numpy as np
 
     from stages.metrics import softmax
@@ -70,9 +74,8 @@ def score_texts(model: Any, texts: list[str], where: str, batch_size: int = 32) 
     encodings = encode(model, texts)
     logits, emb = run_logits_and_embeddings(model, encodings, batch_size, show_progress=True)
     if emb is None:
-        raise StageError("the ONNX model has no 'embedding' output, so embedding drift cannot be "
-                         "monitored", where=where,
-                         fix="re-export with this version: `dvc repro export quantize`")
+        log.warning("%s has no 'embedding' output: no embedding drift detection (re-export with "
+                    "this version: `dvc repro export quantize`)", where)
     return Scored(softmax(logits).astype(np.float32), emb,
                   np.array([len(e.ids) for e in encodings], dtype=np.int32),
                   np.array([len(e.overflowing) > 0 for e in encodings]), model.labels)
@@ -149,19 +152,21 @@ def build_reference(onnx_dir: Path, out_dir: Path, test_split: Path | None = Non
         "text_sha256": [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts],
         "label": ref.predicted, "true_label": test["label"].astype(str).to_numpy(),
         "correct": ref_correct, "confidence": ref.confidence.astype(np.float32),
-        "probs": list(ref.probs), "embedding": list(ref.embeddings),
+        "probs": list(ref.probs),
+        "embedding": [None] * len(test) if ref.embeddings is None else list(ref.embeddings),
         "n_tokens": ref.n_tokens, "truncated": ref.truncated})
     meta = {
         "version": VERSION, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": {"file": model_file, "sha256": sha256_file(model_path)},
-        "labels": model.labels, "rows": len(table), "embedding_dim": int(ref.embeddings.shape[1]),
+        "labels": model.labels, "rows": len(table),
+        "embedding_dim": None if ref.embeddings is None else int(ref.embeddings.shape[1]),
         "test_split": {"path": str(test_split), "sha256": sha256_file(test_split)},
         "accuracy": round(float(ref_correct.mean()), 6),
         "estimated_accuracy": round(float(estimated.mean()), 6),
         "calibration": {"method": "isotonic", "fitted_on": str(calibration_split),
                         "sha256": sha256_file(calibration_split), "rows": len(val),
                         "accuracy": round(float(cal_correct.mean()), 6), **calibration},
-        "embedding_bandwidth": rbf_bandwidth(ref.embeddings),
+        "embedding_bandwidth": None if ref.embeddings is None else rbf_bandwidth(ref.embeddings),
         "truncated_share": round(float(ref.truncated.mean()), 6),
     }
     with atomic_path(out_dir) as tmp:
@@ -191,9 +196,12 @@ class Reference:
 
         return np.stack(self.table["probs"].to_numpy()).astype(np.float32)
 
-    def embeddings(self) -> np.ndarray:
+    def embeddings(self) -> np.ndarray | None:
+        """None when the reference was scored by a logits-only graph."""
         import numpy as np
 
+        if self.meta.get("embedding_dim") is None:
+            return None
         return np.stack(self.table["embedding"].to_numpy()).astype(np.float32)
 
 

@@ -452,3 +452,29 @@ def test_monitor_deployment_emits_drift_and_triggers_retraining(
     finally:
         for proc in reversed(procs):
             stop(proc)
+
+
+def test_a_logits_only_export_still_gets_a_reference(onnx_project: Path, int8_model,
+                                                     tmp_path: Path) -> None:
+    """An export older than the embedding output: the reference is built, the embedding
+    detectors say "unavailable", the others still decide."""
+    import shutil
+
+    import onnx
+
+    from monitor.log import write_log_file
+    from monitor.reference import build_reference
+
+    onnx_dir = tmp_path / "onnx"
+    shutil.copytree(onnx_project / "models/onnx", onnx_dir)
+    proto = onnx.load(str(onnx_dir / "model.int8.onnx"))
+    del proto.graph.output[1]  # drop `embedding`: logits only, as exports before it
+    onnx.save(proto, str(onnx_dir / "model.int8.onnx"))
+    build_reference(onnx_dir, tmp_path / "ref", onnx_project / "data/splits/test.parquet",
+                    onnx_project / "data/splits/val.parquet", threads=1)
+    rows = log_rows(int8_model, shifted_texts(150, seed=22), START).assign(embedding=None)
+    write_log_file(tmp_path / "log", rows)
+    report, _ = check(tmp_path / "ref", tmp_path / "log")
+    status = {d["name"]: d["status"] for d in report["detectors"]}
+    assert status["embedding"] == status["novelty"] == "unavailable"
+    assert report["status"] == "drift" and "label" in report["alarms"]
