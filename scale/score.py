@@ -238,6 +238,18 @@ def _worker_name() -> str:
 # ------------------------------------------------------------------------------ the run
 
 
+def shard_function() -> Any:
+    """:func:`score_shard` from the importable module, also under ``python -m scale.score``.
+
+    There this file runs as ``__main__``, and a function of ``__main__`` travels to the workers
+    by value, with a fresh copy of the module's globals: every shard would load its own ONNX
+    session (and the worker's function cache would keep them all alive).
+    """
+    import scale.score
+
+    return scale.score.score_shard
+
+
 def score_corpus(source: str, output: Path, model_dir: Path | None, params: ScoreParams,
                  engine: Any = None) -> dict[str, Any]:
     """Score every unfinished shard of ``source`` into ``output``; return the manifest.
@@ -283,7 +295,7 @@ def score_corpus(source: str, output: Path, model_dir: Path | None, params: Scor
     t1 = time.perf_counter()
     failed: dict[str, str] = {}
     try:
-        for key, record, error in progress(engine.map_unordered(score_shard, todo) if todo else [],
+        for key, record, error in progress(engine.map_unordered(shard_function(), todo) if todo else [],
                                            total=len(todo), desc="shards", unit="shard"):
             name = key.removeprefix("score-")
             if error is not None:

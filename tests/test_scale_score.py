@@ -79,6 +79,10 @@ def test_two_workers_score_three_shards_and_a_rerun_skips_them(onnx_dir: Path, t
     assert [s["rows"] for s in manifest["shards"]] == list(SHARD_ROWS.values())
     assert all(s["peak_rss_mb"] > 0 and s["worker"].startswith("tcp://127.0.0.1")
                for s in manifest["shards"])
+    # one ONNX session per worker process, reused for its next shards (not one per shard: under
+    # `python -m`, a function of __main__ would reach the workers with fresh module globals)
+    workers = {s["worker"] for s in manifest["shards"]}
+    assert proc.stderr.count("session model.int8.onnx on CPUExecutionProvider") == len(workers)
 
     # the very numbers of the ONNX scoring loop predict uses, row by row, in input order (shard
     # by shard with the same batch size: int8's dynamic activation scales depend on the batch)
