@@ -1,4 +1,4 @@
-"""Peak memory of `python -m stages.predict`: the streaming CLI vs the whole-file baseline.
+"""Peak memory of `python -m commands.predict`: the streaming CLI vs the whole-file baseline.
 
     .venv/bin/python benchmarks/predict_memory.py --rows 100000 1000000 --baseline-rows 100000 300000
     .venv/bin/python benchmarks/predict_memory.py --model /work/main/models/onnx/model.int8.onnx \
@@ -105,7 +105,7 @@ def run(kind: str, model: Path, src: Path, out: Path, baseline_dir: Path | None,
         code = (PEAK_HOOK + f"import sys; sys.path.insert(0, {str(baseline_dir)!r})\n"
                 "import baseline_predict; baseline_predict.main(sys.argv[1:])")
     else:
-        code = PEAK_HOOK + "import runpy; runpy.run_module('stages.predict', run_name='__main__')"
+        code = PEAK_HOOK + "import runpy; runpy.run_module('commands.predict', run_name='__main__')"
     cmd = [sys.executable, "-c", code, *args]
     peak_file = out.with_suffix(".peak")
     env = {**os.environ, "PYTHONPATH": str(REPO), "PEAK_FILE": str(peak_file)}

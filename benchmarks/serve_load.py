@@ -43,7 +43,7 @@ FIRST, SECOND = "0000benchaaa", "0000benchbbb"  # the pointer's commit (12 chars
 def build_champion(workdir: Path, onnx_dir: Path, test_split: Path, commit: str) -> Path:
     """A champion directory as promote lays it out (reference predictions by promote's own code),
     beside ``workdir``/models/champion; :func:`promote_champion` swaps it in."""
-    from stages import promote
+    from commands import promote
 
     new = workdir / "models" / f".new-{commit}"
     shutil.rmtree(new, ignore_errors=True)

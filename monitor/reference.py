@@ -232,7 +232,7 @@ def champion_reference_dir() -> Path:
     if champion is None:
         raise StageError("there is no champion yet, so nothing to monitor",
                          where=str(artifacts.CHAMPION_POINTER),
-                         fix="promote a model first: `python -m stages.promote`")
+                         fix="promote a model first: `python -m commands.promote`")
     return champion / artifacts.MONITOR_REFERENCE
 
 

@@ -101,7 +101,7 @@ def champion_files(precision: str, pointer: Path = artifacts.CHAMPION_POINTER
     record = artifacts.read_champion_pointer(pointer)
     if record is None:
         raise NoChampion(f"no champion yet: {pointer} names none", where=str(pointer),
-                         fix="promote a model: python -m stages.promote")
+                         fix="promote a model: python -m commands.promote")
     onnx_dir = artifacts.champion_onnx_dir(pointer)
     assert onnx_dir is not None  # a record was read above
     path = onnx_dir / artifacts.ONNX_PRECISIONS[precision]
@@ -145,7 +145,7 @@ def check_parity(model: ServedModel, params: ServeParams) -> dict[str, Any]:
     if not ref_path.is_file():
         raise StageError("the champion has no recorded test predictions to check the model "
                          "against", where=str(ref_path),
-                         fix="promote it again with this version (python -m stages.promote)")
+                         fix="promote it again with this version (python -m commands.promote)")
     # fp16 is only producible on a GPU: promote records fp32, which fp16 must stay close to
     column = f"probs_{'fp32' if model.precision == 'fp16' else model.precision}"
     table = pq.read_table(ref_path)

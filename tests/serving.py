@@ -41,7 +41,7 @@ def install_champion(root: Path, project: Path, commit: str,
     code from ``project``'s export) and the pointer, in ``root``; ``tamper(onnx_dir)`` may
     damage the files afterwards. The directory is swapped in, then the pointer written, as
     promote does."""
-    from stages import promote
+    from commands import promote
 
     new = root / "models" / f".champion-{commit}.tmp"
     shutil.rmtree(new, ignore_errors=True)

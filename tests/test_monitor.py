@@ -167,7 +167,7 @@ def test_promote_stores_the_reference_in_the_champion(onnx_project: Path, tmp_pa
     import shutil
 
     from monitor.reference import load_reference
-    from stages import promote
+    from commands import promote
 
     root = tmp_path / "p"
     shutil.copytree(onnx_project, root, ignore=shutil.ignore_patterns("reference"))

@@ -49,7 +49,7 @@ def predict(server: Server, payload: object, **kwargs: object) -> httpx.Response
 
 
 def test_predict_answers_like_the_batch_predict_path(served: Server, project: Path) -> None:
-    from stages.predict import predict as batch_predict
+    from commands.predict import predict as batch_predict
 
     response = predict(served, {"texts": TEXTS, "ids": ["a", "b", "c", "d"]})
     assert response.status_code == 200, response.text
