@@ -166,8 +166,8 @@ def test_promote_stores_the_reference_in_the_champion(onnx_project: Path, tmp_pa
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    from monitor.reference import load_reference
     from commands import promote
+    from monitor.reference import load_reference
 
     root = tmp_path / "p"
     shutil.copytree(onnx_project, root, ignore=shutil.ignore_patterns("reference"))
