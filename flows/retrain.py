@@ -5,13 +5,11 @@
 
 Thin on purpose: DVC decides everything it knows better, the flow adds what DVC lacks.
 
-- the stage order is DVC's own graph (``dvc.repo.Repo(...).index.graph``), put in order with the
-  standard library's ``graphlib``; ties keep dvc.yaml's order;
-- what changed is ``dvc status --json``; each task runs ONE stage as ``dvc repro --single-item
-  <stage>`` in a subprocess (the venv's dvc), its output streamed line by line into the run log,
-  so a Prefect run and a manual ``dvc repro`` write the same dvc.lock and skip the same stages;
-- ``-S`` overrides are applied by DVC's own ``dvc exp run -S`` code
-  (``dvc.utils.hydra.apply_overrides``: same grammar, comments kept, unknown keys refused).
+- the stage order is DVC's own graph, what changed is ``dvc status --json``, and ``-S`` overrides
+  are applied by DVC's own ``dvc exp run -S`` code (all three in stages/pipeline.py);
+- each task runs ONE stage as ``dvc repro --single-item <stage>`` in a subprocess (the venv's
+  dvc; stages.vcs.stream_command), its output streamed line by line into the run log, so a
+  Prefect run and a manual ``dvc repro`` write the same dvc.lock and skip the same stages.
 
 What the flow adds to DVC:
 
@@ -33,17 +31,12 @@ What the flow adds to DVC:
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
-import graphlib
 import json
 import os
-import queue
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,21 +49,27 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.exceptions import TerminationSignal
 from prefect.states import Failed
 
+from flows.server import Interrupted, raise_interrupted, temporary_server
 from stages import artifacts
 from stages.common import StageError, from_mapping, read_params_file, run_cli
+from stages.pipeline import (
+    ancestors,
+    apply_overrides,
+    changed_stages,
+    dag_order,
+    parse_overrides,
+    stage_graph,
+)
 from stages.report_format import md_table, num, signed
-from stages.vcs import dvc, dvc_command, dvc_env, git, has_staged_changes, is_lock_error, lock_message
+from stages.vcs import STOPPED, StepFailed, dvc, dvc_command, git, has_staged_changes, stream_command
 
 CONCURRENCY_LIMIT = "retrainer-retrain"  # global concurrency limit: one retraining at a time
 NEVER_RETRY = ("validate", "validate_splits", "gate")  # deterministic: a retry fails the same way
 VALIDATION_REPORTS = {"validate": artifacts.RAW_VALIDATION_DIR,
                       "validate_splits": artifacts.SPLIT_VALIDATION_DIR}
-TAIL_LINES = 60
 # files a retraining changes that belong in git (the champion's own files are promote's commit)
 RESULT_PATHS = ("dvc.lock", "params.yaml", "metrics", "plots", "reports")
 SKIPPED, RAN = "skipped (unchanged)", "ran"
-# the step whose subprocess an interruption stopped: named in the one line the command prints
-_running: dict[str, str] = {}
 
 
 @dataclass
@@ -88,156 +87,8 @@ class FlowParams:
         return int(self.retries.get(step, 0))
 
 
-class StepFailed(Exception):
-    """A subprocess step (a DVC stage, promote, pull, push) exited non-zero or timed out."""
-
-    def __init__(self, step: str, message: str, tail: list[str]) -> None:
-        self.step, self.tail = step, tail
-        super().__init__(message)
-
-
 # ---------------------------------------------------------------------------------------------
-# a step's subprocess: output streamed into the run log, a hard timeout, stopped on any exit
-
-
-def _pump(stream: Any, lines: queue.Queue) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
-def stream_command(cmd: list[str], repo: Path, step: str, timeout_s: float | None,
-                   logger: Any) -> list[str]:
-    """Run ``cmd`` in ``repo``, logging each output line as it arrives; return the last lines.
-
-    The command gets its own process group: on timeout, interruption or any error the whole group
-    (dvc and the stage it started) is terminated, so a stopped run never leaves a stage running.
-    """
-    logger.info("$ %s", " ".join(cmd[-4:] if cmd[0] == sys.executable else cmd))
-    proc = subprocess.Popen(cmd, cwd=repo, env=dvc_env(repo), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
-                            start_new_session=True)
-    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
-    deadline = time.monotonic() + timeout_s if timeout_s else None
-    try:
-        while (line := _next_line(lines, deadline)) is not None:
-            if line.strip():
-                tail.append(line.rstrip())
-                logger.info("%s | %s", step, line.rstrip())
-        code = proc.wait()
-    except TimeoutError:
-        _running["stopped"] = step
-        raise StepFailed(step, f"{step} timed out after {timeout_s:.0f} s (flow.timeout_s.{step} "
-                               "in params.yaml); its processes were stopped", list(tail)) from None
-    except BaseException:  # Ctrl-C, SIGTERM: named in the one line the command prints
-        _running["stopped"] = step
-        raise
-    finally:
-        _stop(proc)
-    if code != 0:
-        if is_lock_error("\n".join(tail)):
-            raise StepFailed(step, f"{step}: {lock_message(repo)}", list(tail))
-        errors = [line.strip() for line in tail if "ERROR" in line]
-        raise StepFailed(step, f"{step} failed (exit {code})"
-                         + (f": {errors[-1][:300]}" if errors else ""), list(tail))
-    return list(tail)
-
-
-def _next_line(lines: queue.Queue, deadline: float | None) -> str | None:
-    """The next output line (None at the end); TimeoutError past ``deadline``. Waits in 1 s
-    slices so that a signal (Ctrl-C, SIGTERM) is handled within a second."""
-    while True:
-        wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-        if wait <= 0:
-            raise TimeoutError
-        with contextlib.suppress(queue.Empty):
-            return lines.get(timeout=wait)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-# ---------------------------------------------------------------------------------------------
-# what DVC knows: the stage graph, what changed, params
-
-
-def stage_graph(repo: Path) -> dict[str, list[str]]:
-    """Each dvc.yaml stage and the stages it depends on, from DVC's own graph, in dvc.yaml order."""
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
-    from dvc.stage import PipelineStage
-
-    def address(stage: PipelineStage) -> str:  # as `dvc repro` / `dvc status` in ``repo`` name it
-        dvcfile = Path(stage.path).relative_to(repo.resolve())
-        return stage.name if dvcfile == Path("dvc.yaml") else f"{dvcfile}:{stage.name}"
-
-    try:
-        with Repo(str(repo)) as dvc_repo:
-            graph = dvc_repo.index.graph  # edges point from a stage to the stages it reads from
-            stages = [s for s in dvc_repo.index.stages if isinstance(s, PipelineStage)]
-            return {address(s): [address(d) for d in graph.successors(s)
-                                 if isinstance(d, PipelineStage)] for s in stages}
-    except DvcException as exc:
-        raise StageError(f"DVC cannot read the pipeline: {exc}", where=str(repo / "dvc.yaml"),
-                         fix="check dvc.yaml and params.yaml (`dvc dag`)") from None
-
-
-def ancestors(graph: dict[str, list[str]], stage: str) -> set[str]:
-    """``stage`` and every stage it depends on, directly or not."""
-    seen, todo = {stage}, [stage]
-    while todo:
-        for parent in graph[todo.pop()]:
-            if parent not in seen:
-                seen.add(parent)
-                todo.append(parent)
-    return seen
-
-
-def dag_order(repo: Path, until: str | None = None) -> list[str]:
-    """Stages in dependency order (DVC's graph); ties keep dvc.yaml's order.
-
-    With ``until``, only that stage and its ancestors (what `dvc repro <until>` would run).
-    """
-    graph = stage_graph(repo)
-    if until is not None:
-        if until not in graph:
-            raise StageError(f"unknown stage {until!r}", where="dvc.yaml",
-                             fix=f"use one of {list(graph)}")
-        keep = ancestors(graph, until)
-        graph = {s: deps for s, deps in graph.items() if s in keep}
-    position = {name: i for i, name in enumerate(graph)}
-    sorter = graphlib.TopologicalSorter(graph)
-    try:
-        sorter.prepare()
-    except graphlib.CycleError as exc:
-        raise StageError(f"dvc.yaml has a cycle: {exc.args[1]}", where="dvc.yaml") from None
-    order: list[str] = []
-    ready: list[str] = []
-    while sorter.is_active():
-        ready = sorted([*ready, *sorter.get_ready()], key=position.__getitem__)
-        order.append(ready.pop(0))  # one at a time, so that dvc.yaml order breaks every tie
-        sorter.done(order[-1])
-    return order
-
-
-def changed_stages(repo: Path, *targets: str, with_deps: bool = False) -> set[str]:
-    """The stages `dvc status --json` reports as changed (no targets: the whole pipeline)."""
-    args = ["status", "--json", *(["--with-deps"] if with_deps else []), *targets]
-    return set(json.loads(dvc(*args, cwd=repo) or "{}"))
+# the flow's own params
 
 
 def load_flow_params(repo: Path) -> FlowParams:
@@ -250,44 +101,6 @@ def load_flow_params(repo: Path) -> FlowParams:
                          "a retry fails the same way", where=f"{path}:flow.retries",
                          fix="remove them; retry transient steps only (pull, push, ingest)")
     return params
-
-
-def parse_overrides(items: list[str]) -> dict[str, str]:
-    """``["train.epochs=3", ...]`` (as `dvc exp run -S`) into ``{"train.epochs": "3"}``."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise StageError(f"override {item!r} is not section.key=value",
-                             fix="e.g. -S train.epochs=3")
-        out[key.strip()] = value
-    return out
-
-
-def _override_value(value: Any) -> str:
-    """A value in `dvc exp run -S` grammar: strings as typed, the rest as JSON (true, null, [1])."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def apply_overrides(params_file: Path, overrides: dict[str, Any]) -> list[str]:
-    """Write ``{"section.key": value}`` into params.yaml with DVC's own `dvc exp run -S` code.
-
-    Comments and layout stay; only existing keys can be set (a typo stops the run here instead of
-    adding an unused key); values are read as `-S` reads them ("3" is the number 3).
-    """
-    from dvc.exceptions import InvalidArgumentError
-    from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
-
-    items = [f"{key}={_override_value(value)}" for key, value in overrides.items()]
-    try:
-        dvc_apply_overrides(params_file, items)
-    except InvalidArgumentError as exc:
-        cause = str(exc.__cause__ or exc)
-        unknown = re.search(r"Could not override '([^']+)'", cause)
-        raise StageError(f"unknown parameter {unknown[1]!r}" if unknown else
-                         f"invalid override: {cause.splitlines()[0]}", where=str(params_file),
-                         fix="override an existing key: section.key[.subkey]=value") from None
-    return items
 
 
 # ---------------------------------------------------------------------------------------------
@@ -652,80 +465,6 @@ def _retrain(repo: Path, revision: str | None, pull: bool, promote: bool, push: 
 # the command line: Ctrl-C and SIGTERM end the run in seconds, with one line
 
 
-class Interrupted(BaseException):
-    """SIGTERM arrived; raised in the main thread wherever it is, like Ctrl-C's KeyboardInterrupt
-    (while the flow runs, Prefect's own handler raises TerminationSignal instead)."""
-
-    def __init__(self, signum: int) -> None:
-        self.signal = signal.Signals(signum).name
-        super().__init__(self.signal)
-
-
-def _interrupt(signum: int, _frame: Any) -> None:
-    raise Interrupted(signum)
-
-
-@contextlib.contextmanager
-def temporary_server() -> Iterator[None]:
-    """Without PREFECT_API_URL, a temporary Prefect server for this run, in its own session.
-
-    Prefect's own temporary server shares the terminal's process group, so Ctrl-C killed it
-    before the run could record its end, and the run then spent minutes retrying a refused
-    connection. This one only stops when the run is over.
-    """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    if PREFECT_API_URL.value():
-        yield
-        return
-    import socket
-
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    print(f"retrain: starting a temporary Prefect server on {url} (set PREFECT_API_URL to use "
-          "yours)", file=sys.stderr)
-    server = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start",
-                               "--host", "127.0.0.1", "--port", str(port), "--no-ui",
-                               "--no-scheduler", "--no-late-runs", "--analytics-off"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    try:
-        deadline = time.monotonic() + float(os.environ.get(
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 180))
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise StageError("the temporary Prefect server did not start",
-                                 where=f"prefect server start --port {port}",
-                                 fix="start one (`prefect server start`) and set PREFECT_API_URL")
-            time.sleep(0.5)
-        with temporary_settings({PREFECT_API_URL: url}):
-            try:
-                yield
-            finally:
-                _deliver_logs_and_events()
-    finally:
-        _stop(server)
-
-
-def _deliver_logs_and_events() -> None:
-    """Send the run's queued logs and events while the server is still up (else each is retried
-    against a closed port for a minute at exit)."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        with contextlib.suppress(Exception):
-            worker.drain_all(timeout=10)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.retrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -739,7 +478,7 @@ def main() -> None:
                         help="param override, e.g. -S train.epochs=3 (repeatable)")
     args = parser.parse_args()
     overrides = parse_overrides(args.set_param)
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGINT is KeyboardInterrupt already
+    signal.signal(signal.SIGTERM, raise_interrupted)  # SIGINT is KeyboardInterrupt already
     try:
         with temporary_server():
             state = retrain(repo_dir=args.repo_dir, revision=args.revision, pull=args.pull,
@@ -748,7 +487,7 @@ def main() -> None:
     except (Interrupted, KeyboardInterrupt, TerminationSignal) as exc:
         signum = getattr(exc, "signal", signal.SIGINT)
         name = signum if isinstance(signum, str) else signal.Signals(signum).name
-        step = _running.get("stopped")
+        step = STOPPED.get("step")
         print(f"retrain: interrupted by {name}"
               + (f" during `{step}`: its processes were stopped" if step else "")
               + "; the run is recorded as Crashed", file=sys.stderr)

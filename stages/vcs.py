@@ -4,17 +4,29 @@ Checked calls (:func:`git`, :func:`dvc`, :func:`run`) raise a :class:`StageError
 tool's own message; :func:`git_try` returns the finished process for callers that branch on the
 exit code (``git rev-parse --verify``) or need bytes (``git show REV:path``). dvc always runs from
 this Python environment (the venv's dvc, so its ``python -m stages.x`` is the venv's Python).
+:func:`stream_command` runs a long step (a DVC stage, a push) in its own process group, logging
+each line as it comes, with a hard timeout; whatever ends it, nothing it started keeps running.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from stages.common import StageError
 
+# the step an interruption or timeout stopped last (what an interrupted command names)
+STOPPED: dict[str, str] = {}
+TAIL_LINES = 60
 # what dvc prints when another process holds the repository lock / a read-write lock on an output
 LOCK_HINTS = ("Unable to acquire lock", "is busy, it is being blocked by")
 
@@ -94,3 +106,86 @@ def git_identity(cwd: Path | None = None) -> str:
 
 def has_staged_changes(cwd: Path | None = None) -> bool:
     return git_try("diff", "--cached", "--quiet", cwd=cwd).returncode != 0
+
+
+class StepFailed(Exception):
+    """A subprocess step (a DVC stage, promote, pull, push) exited non-zero or timed out."""
+
+    def __init__(self, step: str, message: str, tail: list[str]) -> None:
+        self.step, self.tail = step, tail
+        super().__init__(message)
+
+
+# ---------------------------------------------------------------- a long step, streamed
+
+
+def _pump(stream: Any, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def stream_command(cmd: list[str], repo: Path, step: str, timeout_s: float | None,
+                   logger: Any) -> list[str]:
+    """Run ``cmd`` in ``repo``, logging each output line as it arrives; return the last lines.
+
+    The command gets its own process group: on timeout, interruption or any error the whole group
+    (dvc and the stage it started) is terminated, so a stopped run never leaves a stage running.
+    """
+    logger.info("$ %s", " ".join(cmd[-4:] if cmd[0] == sys.executable else cmd))
+    proc = subprocess.Popen(cmd, cwd=repo, env=dvc_env(repo), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+                            start_new_session=True)
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    try:
+        while (line := _next_line(lines, deadline)) is not None:
+            if line.strip():
+                tail.append(line.rstrip())
+                logger.info("%s | %s", step, line.rstrip())
+        code = proc.wait()
+    except TimeoutError:
+        STOPPED["step"] = step
+        raise StepFailed(step, f"{step} timed out after {timeout_s:.0f} s (flow.timeout_s.{step} "
+                               "in params.yaml); its processes were stopped", list(tail)) from None
+    except BaseException:  # Ctrl-C, SIGTERM: the caller says which step it stopped
+        STOPPED["step"] = step
+        raise
+    finally:
+        stop_process(proc)
+    if code != 0:
+        if is_lock_error("\n".join(tail)):
+            raise StepFailed(step, f"{step}: {lock_message(repo)}", list(tail))
+        errors = [line.strip() for line in tail if "ERROR" in line]
+        raise StepFailed(step, f"{step} failed (exit {code})"
+                         + (f": {errors[-1][:300]}" if errors else ""), list(tail))
+    return list(tail)
+
+
+def _next_line(lines: queue.Queue, deadline: float | None) -> str | None:
+    """The next output line (None at the end); TimeoutError past ``deadline``. Waits in 1 s
+    slices so that a signal (Ctrl-C, SIGTERM) is handled within a second."""
+    while True:
+        wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+        if wait <= 0:
+            raise TimeoutError
+        with contextlib.suppress(queue.Empty):
+            return lines.get(timeout=wait)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate ``proc``'s whole process group: SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is not None:
+        return
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -85,7 +85,7 @@ def git(repo: Path, *args: str) -> str:
 
 
 def test_dag_order_follows_dvc_and_until_keeps_only_ancestors(repo: Path) -> None:
-    from flows.retrain import dag_order
+    from stages.pipeline import dag_order
 
     order = dag_order(repo)
     stages = list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
@@ -98,8 +98,8 @@ def test_dag_order_follows_dvc_and_until_keeps_only_ancestors(repo: Path) -> Non
 
 
 def test_overrides_keep_comments_and_reject_unknown_keys(tmp_path: Path) -> None:
-    from flows.retrain import apply_overrides, parse_overrides
     from stages.common import StageError
+    from stages.pipeline import apply_overrides, parse_overrides
 
     params = tmp_path / "params.yaml"
     params.write_text("train:\n  # the learning rate\n  epochs: 4  # passes\n  seed: 1\n")
