@@ -7,7 +7,10 @@ The stages run as DVC runs them (``python -m stages.<name>`` in a project direct
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,8 +167,14 @@ def test_quantize_gate_blocks_and_keeps_previous_model(project: Path, tmp_path: 
     shutil.copytree(project, root)
     int8 = root / "models" / "onnx" / "model.int8.onnx"
     before = int8.read_bytes()
-    set_params(root, {"quantize": {"min_agreement": 1.01}})  # unreachable: the gate must fail
-    proc = run_stage("quantize", root)
+    # the real stage with an unreachable agreement threshold (above 1, which params.yaml refuses,
+    # so it is set on the loaded params): the gate must fail
+    code = ("import dataclasses, stages.quantize as q\n"
+            "real = q.load_params\n"
+            "q.load_params = lambda *a: dataclasses.replace(real(*a), min_agreement=1.01)\n"
+            "q.run_cli(q.main)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert proc.returncode == 1
     assert "int8 accuracy gate failed" in proc.stderr and "agreement with fp32" in proc.stderr
     assert int8.read_bytes() == before  # the failed candidate did not replace the shipped model

@@ -210,9 +210,10 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
 
 
 def test_train_stage_stops_early_and_says_so(split_dir: Path) -> None:
-    # nothing can learn at learning rate 0: val macro-F1 is flat, so patience 1 stops at epoch 2
+    # nothing can learn at learning rate 1e-12 (below float32 resolution of the weights; 0 is
+    # refused by the params check): val macro-F1 is flat, so patience 1 stops at epoch 2
     set_params(split_dir, {"train": {"epochs": 6, "early_stopping_patience": 1,
-                                     "learning_rate": 0.0, "head_learning_rate": 0.0}})
+                                     "learning_rate": 1e-12, "head_learning_rate": 1e-12}})
     proc = run_stage("train", split_dir)
     assert proc.returncode == 0, proc.stderr
     assert "early stop" in proc.stderr
