@@ -75,8 +75,9 @@ def free_port() -> int:
 class Server:
     """``python -m serve`` in ``root`` as a subprocess on a free loopback port."""
 
-    def __init__(self, root: Path, **serve_params: Any) -> None:
-        self.root = root
+    def __init__(self, root: Path, admin_token: str | None = ADMIN_TOKEN,
+                 **serve_params: Any) -> None:
+        self.root, self.admin_token = root, admin_token
         if not (root / "params.yaml").exists():
             shutil.copy(REPO_ROOT / "params.yaml", root / "params.yaml")
         defaults = {"reload_poll_s": 0.2, "log_dir": "logs/predictions", "threads": 1,
@@ -89,7 +90,10 @@ class Server:
         self.stdout = ""
 
     def start(self, wait_ready: bool = True) -> Server:
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RETRAINER_ADMIN_TOKEN": ADMIN_TOKEN}
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        env.pop("RETRAINER_ADMIN_TOKEN", None)
+        if self.admin_token is not None:
+            env["RETRAINER_ADMIN_TOKEN"] = self.admin_token
         for attempt in range(5):  # a free port can be taken before the server binds it
             self._stderr = self.stderr_path.open("w")
             self.proc = subprocess.Popen([sys.executable, "-c", RUNNER, "--port", str(self.port)],

@@ -397,10 +397,13 @@ def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path
 
 def test_embedding_output_goes_into_the_log(tmp_path: Path, project: Path) -> None:
     install_champion(tmp_path, project, "e3be0001", tamper=add_embedding_output)
-    server = Server(tmp_path).start()
+    server = Server(tmp_path, admin_token=None).start()
     response = predict(server, {"texts": ["where is my package", "refund please"]})
     assert response.status_code == 200
     assert httpx.get(server.url + "/v1/model").json()["embedding"] is True
+    # without RETRAINER_ADMIN_TOKEN in its environment the admin endpoint is off
+    denied = httpx.post(server.url + "/admin/reload", headers={"Authorization": "Bearer "})
+    assert denied.status_code == 403 and "RETRAINER_ADMIN_TOKEN" in denied.json()["error"]["fix"]
     assert server.stop() == 0
     from serve.predlog import read_log
 
@@ -465,3 +468,17 @@ def test_length_groups_bound_padding() -> None:
         part = lengths[start:stop]
         assert 1 - sum(part) / (len(part) * max(part)) <= 0.25
     assert length_groups(lengths, 32, 1.0) == [(0, 8)]  # one call, padded to the longest
+
+
+def test_a_crash_loses_at_most_flush_every_rows(tmp_path: Path, project: Path) -> None:
+    install_champion(tmp_path, project, "c4a5c4a5")
+    server = Server(tmp_path, flush_every=5, flush_interval_s=3600.0).start()
+    answered = [predict(server, {"texts": [f"refund {i}"]}).json()["request_id"]
+                for i in range(23)]
+    server.stop(signal.SIGKILL)  # no shutdown: whatever was buffered is gone
+    from serve.predlog import read_log
+
+    logged = read_log(tmp_path / "logs/predictions").column("request_id").to_pylist()
+    assert set(logged) <= set(answered)
+    assert len(answered) - 5 < len(logged) < len(answered)  # 20 of 23 written, 3 lost
+    assert len(logged) == 20  # (read_log read every part file: none is half-written)
