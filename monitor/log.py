@@ -61,6 +61,7 @@ def write_log_file(log_dir: Path, rows: pd.DataFrame) -> list[Path]:
 
     written = []
     schema = log_schema()
+    rows = rows.assign(ts=rows["ts"].dt.floor("ms"))  # the schema stores milliseconds
     hours = rows["ts"].dt.floor("h")
     for hour, part in rows.groupby(hours, sort=True):
         stamp = int(datetime.now(UTC).timestamp() * 1000)

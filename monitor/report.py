@@ -129,7 +129,7 @@ def plot(reference: Reference, window: Window, history: list[dict[str, Any]], ou
     ax.legend()
     ax = axes[1, 1]
     recent = [h for h in history if h.get("scores")][-72:]
-    for name in ("label", "confidence", "length", "embedding"):
+    for name in ("label", "confidence", "length", "embedding", "novelty"):
         p = [h["scores"].get(name, {}).get("p_value") for h in recent]
         if any(v is not None for v in p):
             ax.plot(range(len(p)), [-np.log10(max(v, 1e-12)) if v is not None else np.nan
