@@ -105,6 +105,44 @@ def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def inprocess(model_dir: Path, precision: str, rows: int) -> None:
+    """predict's function vs score_shard on the same texts, same process, 1 ORT thread each."""
+    import statistics
+
+    import pandas as pd
+
+    from scale.score import Shard, ShardTask, score_shard
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        from commands.predict import predict
+    except ImportError:
+        from stages.predict import predict
+    model = model_dir / ("model.int8.onnx" if precision == "int8" else "model.onnx")
+    with tempfile.TemporaryDirectory(prefix="scale-inproc-") as tmp:
+        src = Path(tmp) / "x.parquet"
+        pd.DataFrame({"id": [f"r{i}" for i in range(rows)], "text": make_texts(rows)}).to_parquet(src)
+        times: dict[str, list[float]] = {"predict()": [], "score_shard()": []}
+        for rep in range(4):  # the first round warms caches and is not counted
+            t = time.perf_counter()
+            predict(model, pd.read_parquet(src), 64, 1, "cpu")
+            a = time.perf_counter() - t
+            task = ShardTask(Shard("x", str(src), "k"), f"{tmp}/o{rep}.parquet",
+                             f"{tmp}/o{rep}.json", str(model), "sha", 1, 64, 20000)
+            t = time.perf_counter()
+            score_shard(task)
+            b = time.perf_counter() - t
+            if rep:
+                times["predict()"].append(a)
+                times["score_shard()"].append(b)
+            print(f"round {rep}: predict() {a:.2f}s  score_shard() {b:.2f}s  load {load()}",
+                  flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"median of 3: predict() {med['predict()']:.2f}s ({rows / med['predict()']:.0f} texts/s),"
+          f" score_shard() {med['score_shard()']:.2f}s ({rows / med['score_shard()']:.0f} texts/s);"
+          f" ratio {med['score_shard()'] / med['predict()']:.3f}")
+
+
 def plot(results: list[dict], title: str, path: Path) -> None:
     import matplotlib
 
@@ -135,10 +173,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the results here too")
     parser.add_argument("--plot", type=Path, help="a PNG of texts/s and peak RSS per run")
     parser.add_argument("--replot", type=Path, help="only redraw --plot from a --json file")
+    parser.add_argument("--inprocess", type=int, default=0, metavar="ROWS",
+                        help="only time predict() vs the engine's score_shard() on ROWS texts in "
+                        "this process, alternated 3 times (no engine: the per-shard code alone)")
     args = parser.parse_args()
     if args.replot:
         data = json.loads(args.replot.read_text())
         plot(data["results"], f"{data['rows']:,} texts, {Path(data['model']).name}", args.plot)
+        return
+    if args.inprocess:
+        inprocess(args.model_dir, args.precision, args.inprocess)
         return
     model_file = (args.model_dir or Path(".")) / ("model.int8.onnx" if args.precision == "int8"
                                                   else "model.onnx")

@@ -9,8 +9,9 @@ writes each shard's output and the manifest atomically. Why not one Prefect task
 (prefect-dask's DaskTaskRunner): every shard would then be a Prefect task run that the Dask
 worker must report to the Prefect API, and a shard re-run after its worker died would re-enter a
 task run already marked Running. Dask already re-runs lost shards and the shard markers make a
-re-run skip finished work, so the flow adds what Prefect is for: a run record, retries of the
-whole (idempotent) job, and the manifest as table artifacts. docs/scale.md has the details.
+re-run skip finished work, so the flow adds what Prefect is for: a run record, the manifest as
+table artifacts and a Failed state naming the bad shards; running it again (by hand, on a
+schedule, or by a deployment's retries) only scores what is not done. docs/scale.md has more.
 """
 
 from __future__ import annotations
