@@ -38,7 +38,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, project: Path) -> Server:
     """One server shared by the read-only tests (endpoints, bad requests, batching)."""
     root = tmp_path_factory.mktemp("served")
     install_champion(root, project, "aaaa1111bbbb2222")
-    server = Server(root, max_wait_ms=30, max_batch=32, max_texts=8, max_chars=2000,
+    server = Server(root, max_wait_ms=100, max_batch=32, max_texts=8, max_chars=2000,
                     max_body_bytes=20000, top_k=2).start()
     yield server
     server.stop()
@@ -154,9 +154,14 @@ def test_body_too_large_without_content_length(served: Server) -> None:
 def test_concurrent_requests_share_onnx_calls(served: Server) -> None:
     before = served.metrics()
     n = 24
+    start = threading.Barrier(n)
+
+    def one(i: int) -> httpx.Response:
+        start.wait()
+        return predict(served, {"texts": [f"refund order {i}"]})
+
     with ThreadPoolExecutor(n) as pool:
-        responses = list(pool.map(lambda i: predict(served, {"texts": [f"refund order {i}"]}),
-                                  range(n)))
+        responses = list(pool.map(one, range(n)))
     assert all(r.status_code == 200 for r in responses)
     after = served.metrics()
     calls = (metric(after, "serve_batch_size_count") - metric(before, "serve_batch_size_count"))
@@ -402,7 +407,7 @@ def test_embedding_output_goes_into_the_log(tmp_path: Path, project: Path) -> No
     assert response.status_code == 200
     assert httpx.get(server.url + "/v1/model").json()["embedding"] is True
     # without RETRAINER_ADMIN_TOKEN in its environment the admin endpoint is off
-    denied = httpx.post(server.url + "/admin/reload", headers={"Authorization": "Bearer "})
+    denied = httpx.post(server.url + "/admin/reload", headers={"Authorization": "Bearer guess"})
     assert denied.status_code == 403 and "RETRAINER_ADMIN_TOKEN" in denied.json()["error"]["fix"]
     assert server.stop() == 0
     from serve.predlog import read_log
