@@ -487,3 +487,21 @@ def test_a_crash_loses_at_most_flush_every_rows(tmp_path: Path, project: Path) -
     assert set(logged) <= set(answered)
     assert len(answered) - 5 < len(logged) < len(answered)  # 20 of 23 written, 3 lost
     assert len(logged) == 20  # (read_log read every part file: none is half-written)
+
+
+def test_fp32_is_selectable_and_a_missing_fp16_is_refused(tmp_path: Path, project: Path) -> None:
+    install_champion(tmp_path, project, "f3200000")
+    with Server(tmp_path, precision="fp32") as server:
+        info = httpx.get(server.url + "/v1/model").json()
+        assert info["precision"] == "fp32" and info["file"].endswith("onnx/model.onnx")
+        from stages.io import sha256_file
+
+        onnx_file = tmp_path / "models/champion/onnx/model.onnx"
+        assert info["version"] == f"f3200000-{sha256_file(onnx_file)[:12]}"
+        assert predict(server, {"texts": ["hello"]}).status_code == 200
+    # quantize.fp16 was off, so the champion has no fp16 file
+    with Server(tmp_path, precision="fp16").start(wait_ready=False) as server:
+        wait_until(lambda: "fp16" in httpx.get(server.url + "/readyz").json().get("reason", ""))
+        ready = httpx.get(server.url + "/readyz")
+        assert ready.status_code == 503
+        assert "the champion has no fp16 model" in ready.json()["reason"]
