@@ -292,10 +292,15 @@ def drop_reference(onnx_dir: Path) -> None:
     (onnx_dir / "reference_predictions.parquet").unlink()
 
 
+def garble_reference(onnx_dir: Path) -> None:
+    (onnx_dir / "reference_predictions.parquet").write_bytes(b"PAR1 not really")
+
+
 @pytest.mark.parametrize(("tamper", "message"), [
     (break_model_file, "ONNX Runtime could not load the model"),
     (shift_class_bias, "does not reproduce its recorded test predictions"),
     (drop_reference, "no recorded test predictions"),
+    (garble_reference, "loading the champion failed"),
 ])
 def test_broken_champion_is_refused_and_the_old_keeps_serving(tmp_path: Path, project: Path,
                                                               tamper, message: str) -> None:
