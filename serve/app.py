@@ -101,10 +101,13 @@ class Service:
                 if self.model is None:
                     self.not_ready = exc.what
                 return self._reloaded("refused", trigger, None, exc)
-            except StageError as exc:
+            except Exception as exc:  # anything else (a damaged file pyarrow cannot read...)
+                error = exc if isinstance(exc, StageError) else StageError(
+                    f"loading the champion failed: {exc!r}", where=str(self.pointer),
+                    fix="check the champion's files: `dvc status models/champion.dvc`")
                 if self.model is None:
-                    self.not_ready = f"the champion was refused: {exc.what}"
-                return self._reloaded("refused", trigger, None, exc)
+                    self.not_ready = f"the champion was refused: {error.what}"
+                return self._reloaded("refused", trigger, None, error)
             old, self.model = self.model, new  # the swap: the next batch runs on `new`
             self.not_ready = ""
             self.metrics.ready.set(1)

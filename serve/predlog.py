@@ -97,7 +97,7 @@ class PredictionLog:
                 with atomic_path(path) as tmp:
                     pq.write_table(pa.Table.from_pylist(part, schema=SCHEMA), tmp)
                 written += len(part)
-        except OSError as exc:  # disk full, permissions: keep the rows and say so
+        except (OSError, pa.ArrowException) as exc:  # disk full, permissions: keep the rows
             self.metrics.log_errors.inc()
             log.error("prediction log write failed (%s): keeping %d rows to retry", exc,
                       len(rows) - written)

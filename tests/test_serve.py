@@ -38,7 +38,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, project: Path) -> Server:
     """One server shared by the read-only tests (endpoints, bad requests, batching)."""
     root = tmp_path_factory.mktemp("served")
     install_champion(root, project, "aaaa1111bbbb2222")
-    server = Server(root, max_wait_ms=30, max_batch=32, max_texts=8, max_chars=2000,
+    server = Server(root, max_wait_ms=100, max_batch=32, max_texts=8, max_chars=2000,
                     max_body_bytes=20000, top_k=2).start()
     yield server
     server.stop()
@@ -154,9 +154,14 @@ def test_body_too_large_without_content_length(served: Server) -> None:
 def test_concurrent_requests_share_onnx_calls(served: Server) -> None:
     before = served.metrics()
     n = 24
+    start = threading.Barrier(n)
+
+    def one(i: int) -> httpx.Response:
+        start.wait()
+        return predict(served, {"texts": [f"refund order {i}"]})
+
     with ThreadPoolExecutor(n) as pool:
-        responses = list(pool.map(lambda i: predict(served, {"texts": [f"refund order {i}"]}),
-                                  range(n)))
+        responses = list(pool.map(one, range(n)))
     assert all(r.status_code == 200 for r in responses)
     after = served.metrics()
     calls = (metric(after, "serve_batch_size_count") - metric(before, "serve_batch_size_count"))
@@ -287,10 +292,15 @@ def drop_reference(onnx_dir: Path) -> None:
     (onnx_dir / "reference_predictions.parquet").unlink()
 
 
+def garble_reference(onnx_dir: Path) -> None:
+    (onnx_dir / "reference_predictions.parquet").write_bytes(b"PAR1 not really")
+
+
 @pytest.mark.parametrize(("tamper", "message"), [
     (break_model_file, "ONNX Runtime could not load the model"),
     (shift_class_bias, "does not reproduce its recorded test predictions"),
     (drop_reference, "no recorded test predictions"),
+    (garble_reference, "loading the champion failed"),
 ])
 def test_broken_champion_is_refused_and_the_old_keeps_serving(tmp_path: Path, project: Path,
                                                               tamper, message: str) -> None:
@@ -402,7 +412,7 @@ def test_embedding_output_goes_into_the_log(tmp_path: Path, project: Path) -> No
     assert response.status_code == 200
     assert httpx.get(server.url + "/v1/model").json()["embedding"] is True
     # without RETRAINER_ADMIN_TOKEN in its environment the admin endpoint is off
-    denied = httpx.post(server.url + "/admin/reload", headers={"Authorization": "Bearer "})
+    denied = httpx.post(server.url + "/admin/reload", headers={"Authorization": "Bearer guess"})
     assert denied.status_code == 403 and "RETRAINER_ADMIN_TOKEN" in denied.json()["error"]["fix"]
     assert server.stop() == 0
     from serve.predlog import read_log
@@ -482,3 +492,21 @@ def test_a_crash_loses_at_most_flush_every_rows(tmp_path: Path, project: Path) -
     assert set(logged) <= set(answered)
     assert len(answered) - 5 < len(logged) < len(answered)  # 20 of 23 written, 3 lost
     assert len(logged) == 20  # (read_log read every part file: none is half-written)
+
+
+def test_fp32_is_selectable_and_a_missing_fp16_is_refused(tmp_path: Path, project: Path) -> None:
+    install_champion(tmp_path, project, "f3200000")
+    with Server(tmp_path, precision="fp32") as server:
+        info = httpx.get(server.url + "/v1/model").json()
+        assert info["precision"] == "fp32" and info["file"].endswith("onnx/model.onnx")
+        from stages.io import sha256_file
+
+        onnx_file = tmp_path / "models/champion/onnx/model.onnx"
+        assert info["version"] == f"f3200000-{sha256_file(onnx_file)[:12]}"
+        assert predict(server, {"texts": ["hello"]}).status_code == 200
+    # quantize.fp16 was off, so the champion has no fp16 file
+    with Server(tmp_path, precision="fp16").start(wait_ready=False) as server:
+        wait_until(lambda: "fp16" in httpx.get(server.url + "/readyz").json().get("reason", ""))
+        ready = httpx.get(server.url + "/readyz")
+        assert ready.status_code == 503
+        assert "the champion has no fp16 model" in ready.json()["reason"]
