@@ -194,6 +194,7 @@ def profile_of_ingested_data() -> dict[str, Any]:
             raise StageError("ingested data not found", where=str(path), fix="run `dvc repro`")
     return data_profile(pd.read_parquet(RAW_TEXTS), pd.read_parquet(LABELS))
 
+
 # ---------------------------------------------------------------- production monitoring
 PREDICTION_LOG_DIR = Path("logs/predictions")  # serve.log_dir's default: the prediction log
 MONITOR_REFERENCE = "monitor_reference"  # inside CHAMPION_DIR: test-split predictions, calibration
