@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from stages import artifacts
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -37,7 +39,7 @@ ALL_DETECTORS = ("label", "confidence", "length", "embedding", "novelty", "accur
 class MonitorParams:
     """``monitor:`` in params.yaml (flows/monitoring.py, docs/monitoring.md)."""
 
-    log_dir: str = "logs/predictions"     # the service's prediction log (serve.log_dir)
+    log_dir: str = str(artifacts.PREDICTION_LOG_DIR)  # the service's log (serve.log_dir)
     reference: str | None = None          # a reference directory; null: the champion's
     window_hours: int = 24                # each run looks back this far from the hour it runs at
     min_predictions: int = 200            # fewer in a window: "not enough data", no alarm

@@ -232,6 +232,7 @@ CHAMPION_REFERENCE = "reference_predictions.parquet"
 ONNX_PRECISIONS = {"int8": ONNX_INT8, "fp32": ONNX_FP32, "fp16": ONNX_FP16}
 PREDICTION_LOG_DIR = Path("logs/predictions")  # the service's default serve.log_dir (gitignored)
 
+
 # ---------------------------------------------------------------- production monitoring
 MONITOR_REFERENCE = "monitor_reference"  # inside CHAMPION_DIR: test-split predictions, calibration
 MONITOR_METRICS = Path("metrics/monitor.json")  # the latest window's drift scores
