@@ -30,6 +30,7 @@ def read_exp_show(repo: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
+@pytest.mark.slow  # two real training runs through dvc exp run (~30 s alone, 2 min under load)
 def test_two_point_sweep_makes_two_experiments_and_branches_the_best(
         prefect_api: Any, pipeline_repo: Path) -> None:  # noqa: F811
     from flows.sweep import sweep
