@@ -54,7 +54,8 @@ def make_checkout(dest: Path, tiny_model: Path) -> Path:
 
 
 def dvc_repro(repo: Path, until: str | None) -> float:
-    from flows.retrain import dvc_command, subprocess_env
+    from stages.vcs import dvc_command
+    from stages.vcs import dvc_env as subprocess_env
 
     start = time.perf_counter()
     proc = subprocess.run([*dvc_command(), "repro", *([until] if until else [])], cwd=repo,

@@ -33,9 +33,9 @@ from stages.common import StageError, from_mapping, read_params_file, run_cli
 
 
 def _tools(repo: Path) -> tuple[list[str], dict[str, str]]:
-    from flows.retrain import dvc_command, subprocess_env
+    from stages.vcs import dvc_command, dvc_env
 
-    return dvc_command(), subprocess_env(repo)
+    return dvc_command(), dvc_env(repo)
 
 
 @flow(name="sweep-point")
@@ -48,7 +48,7 @@ def sweep_point(repo_dir: str, name: str, point: dict[str, Any], targets: list[s
     dvc, env = _tools(repo)
     row = run_point(repo, name, point, targets, metric, dvc, env)
     if push_to and row["status"] == "done":
-        from flows.retrain import stream_command
+        from stages.vcs import stream_command
 
         stream_command([*dvc, "exp", "push", push_to, name], repo, "exp-push", 600,
                        get_run_logger())

@@ -32,10 +32,17 @@ from tests.conftest import REPO_ROOT, TINY_TRAIN, make_rows, set_params, write_c
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
+COMMANDS = {"predict", "promote"}  # not DVC stages: python -m commands.<name>
+
+
+def module(stage: str) -> str:
+    return f"{'commands' if stage in COMMANDS else 'stages'}.{stage}"
+
+
 def run(stage: str, cwd: Path, *args: str, params: Path | None = None
         ) -> subprocess.CompletedProcess:
     env = {**ENV, "RETRAINER_PARAMS": str(params)} if params else ENV
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", module(stage), *args], cwd=cwd, env=env,
                           capture_output=True, text=True)
 
 
@@ -57,9 +64,9 @@ def assert_clear_error(proc: subprocess.CompletedProcess, stage: str, what: str,
                        where: str, fix: str) -> None:
     err = proc.stderr
     assert proc.returncode == 1, (proc.returncode, err[-3000:])
-    assert f"ERROR [stages.{stage}]" in err, err[-3000:]
+    assert f"ERROR [{module(stage)}]" in err, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
-    message = err.split(f"ERROR [stages.{stage}]:", 1)[1]
+    message = err.split(f"ERROR [{module(stage)}]:", 1)[1]
     first, *rest = message.strip().splitlines()
     details = "\n".join(rest)
     assert what in first, (what, message)

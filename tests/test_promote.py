@@ -240,6 +240,10 @@ def test_champion_carries_an_export_the_service_accepts(tmp_path: Path, tiny_st_
 
     project = build_project(tmp_path / "project", tiny_st_model_dir)
     monkeypatch.chdir(project)
+    # promote also builds the monitor's reference, calibrated on the val split
+    splits = project / "data/splits"
+    if not (splits / "val.parquet").exists():
+        (splits / "val.parquet").write_bytes((splits / "test.parquet").read_bytes())
     dest = project / "models/champion"
     promote.build_champion(dest, fake_candidate(project, "w", 0.7), {"rows": 1})
     onnx_dir = dest / "onnx"

@@ -38,12 +38,19 @@ def sleeping_pipeline(root: Path) -> Path:
     return repo
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def alive(pid: int, grace_s: float = 5.0) -> bool:
+    """Whether ``pid`` still runs after ``grace_s`` (a zombie waiting to be reaped has stopped)."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        if state in ("Z", "X"):
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.1)
 
 
 @pytest.mark.slow

@@ -49,7 +49,8 @@ def predict(server: Server, payload: object, **kwargs: object) -> httpx.Response
 
 
 def test_predict_answers_like_the_batch_predict_path(served: Server, project: Path) -> None:
-    from commands.predict import predict as batch_predict
+    from commands.predict import score_chunk
+    from stages.onnx_session import load_onnx_model
 
     response = predict(served, {"texts": TEXTS, "ids": ["a", "b", "c", "d"]})
     assert response.status_code == 200, response.text
@@ -66,8 +67,8 @@ def test_predict_answers_like_the_batch_predict_path(served: Server, project: Pa
     import pandas as pd
 
     model_file = served.root / "models/champion/onnx/model.int8.onnx"
-    expected, _ = batch_predict(model_file, pd.DataFrame({"text": TEXTS}), batch_size=1,
-                                threads=1, device="cpu")
+    batch_model = load_onnx_model(model_file, threads=1, device="cpu")
+    expected, _ = score_chunk(batch_model, pd.DataFrame({"text": TEXTS}), batch_size=1)
     labels = json.loads((model_file.parent / "labels.json").read_text())
     for row, text in enumerate(TEXTS):
         (pred,) = predict(served, {"texts": [text]}).json()["predictions"]
@@ -96,7 +97,7 @@ def test_model_health_ready_and_metrics_endpoints(served: Server) -> None:
     assert info["provider"] == "CPUExecutionProvider"
     assert info["promoted_at"].startswith("2026-12-01T")
     assert info["metrics"]["macro_f1"] == 0.5  # the champion's own metrics.json
-    assert info["embedding"] is False
+    assert info["embedding"] is True  # the export has the pooled-vector output (monitoring)
 
     predict(served, {"texts": ["where is my package"]})
     response = httpx.get(served.url + "/metrics")
@@ -325,20 +326,6 @@ def test_broken_champion_is_refused_and_the_old_keeps_serving(tmp_path: Path, pr
     assert "REFUSED the new champion" in server.log() and message in server.log()
 
 
-def add_embedding_output(onnx_dir: Path) -> None:
-    """The export the monitoring work adds: a second output named ``embedding``."""
-    import onnx
-    from onnx import helper
-
-    for name in ("model.int8.onnx", "model.onnx"):
-        proto = onnx.load(str(onnx_dir / name))
-        logits = proto.graph.output[0]
-        proto.graph.node.append(helper.make_node("Identity", [logits.name], ["embedding"]))
-        proto.graph.output.append(helper.make_tensor_value_info(
-            "embedding", onnx.TensorProto.FLOAT, ["batch", "dim"]))
-        onnx.save(proto, str(onnx_dir / name))
-
-
 def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path) -> None:
     install_champion(tmp_path, project, "10901090")
     # max_wait_ms 1000: a batch short of max_batch waits a second, so requests are in flight
@@ -396,7 +383,7 @@ def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path
             assert np.isclose(sum(row["probs"]), 1.0, atol=1e-4)
             assert row["model_version"] == response.json()["model_version"]
             assert row["truncated"] is pred["truncated"] and row["n_tokens"] == pred["n_tokens"]
-            assert row["latency_ms"] > 0 and row["embedding"] is None
+            assert row["latency_ms"] > 0 and len(row["embedding"]) > 0  # hash-only logs keep it
             assert row["ts"].tzinfo is not None
             home = next(f for f in files if row["request_id"] in
                         pq.read_table(f, columns=["request_id"]).column(0).to_pylist())
@@ -406,7 +393,12 @@ def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path
 
 
 def test_embedding_output_goes_into_the_log(tmp_path: Path, project: Path) -> None:
-    install_champion(tmp_path, project, "e3be0001", tamper=add_embedding_output)
+    import onnxruntime as ort
+
+    install_champion(tmp_path, project, "e3be0001")
+    onnx_path = tmp_path / "models/champion/onnx/model.int8.onnx"
+    outputs = {o.name: o for o in ort.InferenceSession(str(onnx_path)).get_outputs()}
+    assert list(outputs) == ["logits", "embedding"]
     server = Server(tmp_path, admin_token=None).start()
     response = predict(server, {"texts": ["where is my package", "refund please"]})
     assert response.status_code == 200
@@ -419,11 +411,10 @@ def test_embedding_output_goes_into_the_log(tmp_path: Path, project: Path) -> No
 
     rows = read_log(tmp_path / "logs/predictions").to_pylist()
     assert [r["text"] for r in rows] == ["where is my package", "refund please"]
-    # the Identity output here repeats the logits: softmax of it is what the service answered
-    for row in rows:
-        emb = np.asarray(row["embedding"], dtype=np.float64)
-        probs = np.exp(emb - emb.max()) / np.exp(emb - emb.max()).sum()
-        assert np.allclose(probs, row["probs"], atol=1e-5)
+    # the pooled sentence vector the head reads: one per text, finite, and not the same vector
+    first, second = (np.asarray(r["embedding"], dtype=np.float64) for r in rows)
+    assert first.shape == second.shape and first.shape[0] > len(rows[0]["probs"])
+    assert np.isfinite(first).all() and not np.allclose(first, second)
 
 
 def test_bad_params_refuse_to_start(tmp_path: Path) -> None:
