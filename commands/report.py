@@ -648,19 +648,8 @@ def render_comparison(name: str, frames: dict[str, pd.DataFrame], captions: dict
             labels = sorted(change.sort_values(ascending=False).index[:30])
             title += " (the 30 classes that changed most)"
         labels = labels[:30]
-        fig, ax = plt.subplots(figsize=(FIG_WIDTH_IN, 1.2 + 0.25 * len(labels) * len(roles)),
-                               layout="constrained")
-        height = 0.8 / len(roles)
-        for k, role in enumerate(roles):
-            ys = [i + (k - (len(roles) - 1) / 2) * height for i in range(len(labels))]
-            bars = ax.barh(ys, f1[role].reindex(labels).fillna(0), height=height,
-                           color=SIDE_STYLE[role]["color"], label=captions[role])
-            ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=FONT - 2)
-        ax.set_yticks(range(len(labels)), labels)
+        fig, ax = grouped_bars(f1, labels, roles, captions, "%.3f", 1.2, 0.25)
         ax.set(xlim=(0, 1.08), xlabel="F1 on the test split")
-        ax.invert_yaxis()
-        ax.grid(axis="x", alpha=0.3)
-        fig.legend(loc="outside lower center", ncols=len(roles), fontsize=FONT - 1)
     elif name == "train_epochs":
         losses = [c for c in ("train_loss", "val_loss")
                   if any(c in df for df in frames.values())]
@@ -688,23 +677,32 @@ def render_comparison(name: str, frames: dict[str, pd.DataFrame], captions: dict
         p50 = {r: frames[r].assign(runtime=frames[r]["runtime"].astype(str))
                .set_index("runtime")["p50_ms"].astype(float) for r in roles}
         runtimes = list(dict.fromkeys(i for s in p50.values() for i in s.index))
-        fig, ax = plt.subplots(figsize=(FIG_WIDTH_IN, 1.4 + 0.4 * len(runtimes) * len(roles)),
-                               layout="constrained")
-        height = 0.8 / len(roles)
-        for k, role in enumerate(roles):
-            ys = [i + (k - (len(roles) - 1) / 2) * height for i in range(len(runtimes))]
-            bars = ax.barh(ys, p50[role].reindex(runtimes).fillna(0), height=height,
-                           color=SIDE_STYLE[role]["color"], label=captions[role])
-            ax.bar_label(bars, fmt="%.1f ms", padding=2, fontsize=FONT - 2)
-        ax.set_yticks(range(len(runtimes)), runtimes)
+        fig, ax = grouped_bars(p50, runtimes, roles, captions, "%.1f ms", 1.4, 0.4)
         ax.set(xlabel="p50 ms per text (batch 1); shorter is faster")
         ax.margins(x=0.12)
-        ax.invert_yaxis()
-        ax.grid(axis="x", alpha=0.3)
-        fig.legend(loc="outside lower center", ncols=len(roles), fontsize=FONT - 1)
     fig.suptitle(title, fontsize=FONT + 2)
     fig.savefig(path, format="png", dpi=FIG_DPI)
     plt.close(fig)
+
+
+def grouped_bars(values: dict, labels: list[str], roles: list[str], captions: dict[str, str],
+                 fmt: str, base_in: float, per_bar_in: float) -> tuple[Any, Any]:
+    """Horizontal bars, one group per label and one bar per side, labelled with their values."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH_IN, base_in + per_bar_in * len(labels) * len(roles)),
+                           layout="constrained")
+    height = 0.8 / len(roles)
+    for k, role in enumerate(roles):
+        ys = [i + (k - (len(roles) - 1) / 2) * height for i in range(len(labels))]
+        bars = ax.barh(ys, values[role].reindex(labels).fillna(0), height=height,
+                       color=SIDE_STYLE[role]["color"], label=captions[role])
+        ax.bar_label(bars, fmt=fmt, padding=2, fontsize=FONT - 2)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=len(roles), fontsize=FONT - 1)
+    return fig, ax
 
 
 def plots_section(root: Path, base: Side, head: Side, img_dir: Path,

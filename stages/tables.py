@@ -173,19 +173,25 @@ def _decode(raw: bytes, what: str, shown: str) -> str:
     return text.removeprefix("\ufeff")  # a BOM is not part of the first column's name
 
 
-def _parse_csv(text: str, what: str, shown: str) -> tuple[pd.DataFrame, Any]:
-    import pandas as pd
-
-    first = text.lstrip("\r\n").splitlines()[0]
-    header = next(csv.reader([first]))
+def _csv_header(first: str, what: str, shown: str) -> list[str]:
+    """The header row's names; a header that is one field holding ; tab or | is another format."""
+    header = next(csv.reader([first])) if first else []
     if len(header) == 1:
         for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
             if sep in first:
                 raise StageError(
                     f"{what} file looks {name}-delimited (header {first[:80]!r}), but a .csv "
                     "here must be comma-separated", where=f"{shown}, line 1",
-                    fix="re-save it comma-separated, or as .jsonl/.parquet") from None
+                    fix="re-save it comma-separated, or as .jsonl/.parquet")
     _check_header(header, what, f"{shown}, line 1")
+    return header
+
+
+def _parse_csv(text: str, what: str, shown: str) -> tuple[pd.DataFrame, Any]:
+    import pandas as pd
+
+    first = text.lstrip("\r\n").splitlines()[0]
+    header = _csv_header(first, what, shown)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
     except (ValueError, pd.errors.ParserError) as exc:
@@ -426,15 +432,7 @@ def _csv_chunks(f: Any, what: str, shown: str, chunk_rows: int) -> Iterator[tupl
 
     text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
     first = text.readline().rstrip("\r\n")
-    header = next(csv.reader([first])) if first else []
-    if len(header) == 1:
-        for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
-            if sep in first:
-                raise StageError(
-                    f"{what} file looks {name}-delimited (header {first[:80]!r}), but a .csv "
-                    "here must be comma-separated", where=f"{shown}, line 1",
-                    fix="re-save it comma-separated, or as .jsonl/.parquet")
-    _check_header(header, what, f"{shown}, line 1")
+    header = _csv_header(first, what, shown)
     text.seek(0)
     try:
         reader = pd.read_csv(text, dtype=str, keep_default_na=False, na_values=[""],
