@@ -173,6 +173,25 @@ def _decode(raw: bytes, what: str, shown: str) -> str:
     return text.removeprefix("\ufeff")  # a BOM is not part of the first column's name
 
 
+def _jsonl_object(line: str, lineno: int, what: str, shown: str) -> dict:
+    """One JSON Lines row: an object with no key twice, or an error naming its line."""
+    try:
+        item = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise StageError(f"{what} file: line {lineno} is not valid JSON ({exc.msg} at column "
+                         f"{exc.colno})", where=f"{shown}, line {lineno}",
+                         fix="fix or remove that line; each line must be one JSON object"
+                         ) from None
+    except _DuplicateKey as exc:
+        raise StageError(f"{what} file: line {lineno} has the key {exc.key!r} twice",
+                         where=f"{shown}, line {lineno}", fix="keep one value per key") from None
+    if not isinstance(item, dict):
+        raise StageError(f"{what} file: line {lineno} is a JSON {_json_type(item)}, not an "
+                         "object", where=f"{shown}, line {lineno}",
+                         fix='each line must be an object like {"id": ..., "text": ...}')
+    return item
+
+
 def _csv_header(first: str, what: str, shown: str) -> list[str]:
     """The header row's names; a header that is one field holding ; tab or | is another format."""
     header = next(csv.reader([first])) if first else []
@@ -246,22 +265,7 @@ def _parse_json(text: str, what: str, shown: str) -> tuple[pd.DataFrame, Any]:
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
-            try:
-                item = json.loads(line, object_pairs_hook=_no_duplicate_keys)
-            except json.JSONDecodeError as exc:
-                raise StageError(f"{what} file: line {lineno} is not valid JSON ({exc.msg} at "
-                                 f"column {exc.colno})", where=f"{shown}, line {lineno}",
-                                 fix="fix or remove that line; each line must be one JSON "
-                                 "object") from None
-            except _DuplicateKey as exc:
-                raise StageError(f"{what} file: line {lineno} has the key {exc.key!r} twice",
-                                 where=f"{shown}, line {lineno}",
-                                 fix="keep one value per key") from None
-            if not isinstance(item, dict):
-                raise StageError(f"{what} file: line {lineno} is a JSON {_json_type(item)}, not "
-                                 "an object", where=f"{shown}, line {lineno}",
-                                 fix='each line must be an object like {"id": ..., "text": ...}')
-            records.append(item)
+            records.append(_jsonl_object(line, lineno, what, shown))
             lines.append(lineno)
 
         def locate(i: int) -> str:
@@ -476,22 +480,7 @@ def _jsonl_chunks(f: Any, what: str, shown: str, chunk_rows: int) -> Iterator[tu
             raise StageError(f"{what} file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
                              where=f"{shown}, line {lineno}", fix="re-save the file as UTF-8"
                              ) from None
-        try:
-            item = json.loads(line, object_pairs_hook=_no_duplicate_keys)
-        except json.JSONDecodeError as exc:
-            raise StageError(f"{what} file: line {lineno} is not valid JSON ({exc.msg} at column "
-                             f"{exc.colno})", where=f"{shown}, line {lineno}",
-                             fix="fix or remove that line; each line must be one JSON object"
-                             ) from None
-        except _DuplicateKey as exc:
-            raise StageError(f"{what} file: line {lineno} has the key {exc.key!r} twice",
-                             where=f"{shown}, line {lineno}", fix="keep one value per key"
-                             ) from None
-        if not isinstance(item, dict):
-            raise StageError(f"{what} file: line {lineno} is a JSON {_json_type(item)}, not an "
-                             "object", where=f"{shown}, line {lineno}",
-                             fix='each line must be an object like {"id": ..., "text": ...}')
-        records.append(item)
+        records.append(_jsonl_object(line, lineno, what, shown))
         lines.append(lineno)
         if len(records) == chunk_rows:
             yield _records_frame(records), (lambda i, ls=lines: f"line {ls[i]}")
