@@ -360,7 +360,16 @@ def test_monitor_deployment_emits_drift_and_triggers_retraining(
 
     from monitor.log import write_log_file
     from tests.conftest import set_params
-    from tests.test_prefect_server import TERMINAL, cli, free_port, prefect_env, start, stop, wait_for
+    from tests.test_prefect_server import (
+        TERMINAL,
+        cli,
+        free_port,
+        prefect_env,
+        start,
+        start_server_and_deploy,
+        stop,
+        wait_for,
+    )
 
     repo = pipeline_repo
     dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
@@ -383,18 +392,7 @@ def test_monitor_deployment_emits_drift_and_triggers_retraining(
     prefect = str(Path(sys.executable).with_name("prefect"))
     procs = []
     try:
-        procs.append(start([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port),
-                            "--no-ui"], tmp_path, env, logs[0]))
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{api}/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for("the server", healthy, 120, logs)
-        cli(env, repo, "work-pool", "create", "retrainer-pool", "--type", "process")
-        cli(env, repo, "--no-prompt", "deploy", "--all")
+        procs.append(start_server_and_deploy(env, repo, tmp_path, port, logs))
         by_name = {d["name"]: d for d in httpx.post(f"{api}/deployments/filter", json={}).json()}
         assert by_name["hourly"]["schedules"][0]["schedule"]["cron"] == "5 * * * *"
         procs.append(start([prefect, "worker", "start", "--pool", "retrainer-pool"], tmp_path, env,

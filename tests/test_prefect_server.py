@@ -83,6 +83,29 @@ def wait_for(what: str, check: Any, timeout: float, logs: list[Path]) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tails}")
 
 
+def start_server_and_deploy(env: dict[str, str], repo: Path, tmp_path: Path, port: int,
+                            logs: list[Path]) -> subprocess.Popen:
+    """A real `prefect server start` on 127.0.0.1:port, healthy, with prefect.yaml deployed."""
+    api = env["PREFECT_API_URL"]
+    server = start([str(Path(sys.executable).with_name("prefect")), "server", "start",
+                    "--host", "127.0.0.1", "--port", str(port), "--no-ui"], tmp_path, env, logs[0])
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{api}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for("the server", healthy, 120, logs)
+        cli(env, repo, "work-pool", "create", "retrainer-pool", "--type", "process")
+        cli(env, repo, "--no-prompt", "deploy", "--all")
+    except BaseException:
+        stop(server)
+        raise
+    return server
+
+
 def test_deployments_run_on_a_real_server_worker_and_event(pipeline_repo: Path,
                                                            tmp_path: Path) -> None:
     repo = pipeline_repo
@@ -98,19 +121,7 @@ def test_deployments_run_on_a_real_server_worker_and_event(pipeline_repo: Path,
     logs = [server_log, worker_log]
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(start([str(Path(sys.executable).with_name("prefect")), "server", "start",
-                            "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
-                           tmp_path, env, server_log))
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{api}/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for("the server", healthy, 120, logs)
-        cli(env, repo, "work-pool", "create", "retrainer-pool", "--type", "process")
-        cli(env, repo, "--no-prompt", "deploy", "--all")
+        procs.append(start_server_and_deploy(env, repo, tmp_path, port, logs))
         deployments = httpx.post(f"{api}/deployments/filter", json={}).json()
         by_name = {d["name"]: d for d in deployments}
         assert set(by_name) == {"weekly", "on-data-arrived", "on-drift", "hourly"}
