@@ -47,6 +47,7 @@ from stages.common import (
     PositiveInt,
     Range,
     StageError,
+    check_constraints,
     get_logger,
     load_params,
     progress,
@@ -125,17 +126,6 @@ class Progress:
     stopped_early: bool = False
     step_rows: list[dict] = field(default_factory=list)
     epoch_rows: list[dict] = field(default_factory=list)
-
-
-def check_params(params: TrainParams) -> None:
-    for name in ("epochs", "batch_size", "grad_accum_steps", "eval_batch_size", "max_length"):
-        if getattr(params, name) < 1:
-            raise StageError(f"train.{name} must be at least 1, got {getattr(params, name)}",
-                             where=f"params.yaml:train.{name}")
-    if params.early_stopping_patience < 1 or not 0 <= params.dropout < 1 \
-            or not 0 <= params.warmup_ratio < 1:
-        raise StageError("train.early_stopping_patience must be >= 1, dropout and warmup_ratio "
-                         "in [0, 1)", where="params.yaml:train")
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -345,7 +335,8 @@ def build_run(train_df: pd.DataFrame, val_df: pd.DataFrame, params: TrainParams)
     import torch
     from transformers import set_seed
 
-    check_params(params)
+    # the bounds declared on TrainParams, also for params built in code (benchmarks, tests)
+    check_constraints(params, "params.yaml:train")
     set_seed(params.seed)
     device = pick_device(params.device)
     if device.type == "cuda":
