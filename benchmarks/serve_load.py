@@ -5,13 +5,15 @@
 
 Builds a champion in a temporary directory from an exported model (promote's own code writes
 its reference predictions), starts ``python -m serve`` as a subprocess for each mode
-(``max_batch`` 32 = on, 1 = off; everything else the same), and drives it with closed-loop
-clients (asyncio + httpx, one keep-alive connection each) that send one text per request for
-``--seconds`` per level. Both servers run side by side and each level alternates between them in
-``--rounds`` short rounds, so load from other work on the machine hits both alike. Then a
-32-client run with batching on (2x as long) during which a new champion is promoted and the
-service told to reload. Prints a table and the on/off ratios; writes JSON.
-The load generator runs on the same CPUs as the server: its CPU time is reported too.
+(``max_batch`` 32 = on, 1 = off; everything else as params.yaml ``serve:`` has it), and
+drives it with closed-loop clients (asyncio streams, one keep-alive HTTP/1.1 connection each,
+opened before the clock) that send one text per request for ``--seconds`` per level. Both
+servers run side by side and each level alternates between them in ``--rounds`` short rounds,
+so load from other work on the machine hits both alike. Then a 32-client run with batching on
+(2x as long) during which a new champion is promoted and the service told to reload. Prints a
+table and the on/off ratios; writes JSON. The load generator runs on the same CPUs as the
+server: its CPU time is reported too. First, in-process (no HTTP), what a batch saves in
+ONNX Runtime alone.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -91,25 +94,46 @@ def batch_effect(onnx_dir: Path, texts: list[str], batch: int = 32) -> dict[str,
     return out
 
 
-def spinning_effect(onnx_dir: Path, texts: list[str], threads: int) -> dict[str, Any]:
-    """ONNX Runtime's default thread pool busy-waits between ops: on cores shared with other
-    work that spin competes with it. int8 calls in this process: one text, spinning on and off;
-    and length-sorted batches of 16 (what a batch saves per text, without HTTP)."""
+def compute_per_text(onnx_dir: Path, texts: list[str], threads: int | None) -> dict[str, Any]:
+    """What a batch saves in ONNX Runtime alone (no HTTP): int8 texts/s and CPU ms per text for
+    one text per call, and for calls formed as the batcher forms them (oldest text plus similar
+    lengths, ``serve.max_pad_share``) from a queue of 32; each with 1 and 2 calls at once."""
+    import threading
+    from types import SimpleNamespace
+
+    from serve.batcher import Text, select_call
+    from serve.params import load_serve_params
     from stages.onnx_session import encode, load_onnx_model, pad
 
-    out: dict[str, Any] = {"threads": threads, "texts": len(texts)}
-    for spinning, batch in ((True, 1), (False, 1), (False, 16)):
-        model = load_onnx_model(onnx_dir / "model.int8.onnx", threads=threads, device="cpu",
-                                spinning=spinning)
-        encodings = sorted(encode(model, texts), key=lambda e: len(e.ids))  # batches: similar lengths
-        model.session.run(None, pad(model, encodings[:1]))
-        wall, cpu = time.perf_counter(), time.process_time()
-        for i in range(0, len(encodings), batch):
-            model.session.run(None, pad(model, encodings[i:i + batch]))
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        out[f"{'spinning' if spinning else 'no_spinning'}_batch{batch}"] = {
-            "texts_per_s": round(len(texts) / wall, 1),
-            "cpu_ms_per_text": round(cpu * 1000 / len(texts), 2)}
+    share = load_serve_params(ROOT / "params.yaml").max_pad_share
+    model = load_onnx_model(onnx_dir / "model.int8.onnx", threads=threads, device="cpu",
+                            spinning=False)
+    encodings = encode(model, texts)
+    job = SimpleNamespace(model=model)
+    out: dict[str, Any] = {"texts": len(texts), "threads_per_call": threads, "max_pad_share": share}
+    for name, max_batch in (("one_text_per_call", 1), ("batcher_calls", 32)):
+        calls, queue = [], [Text(job, i, len(e.ids)) for i, e in enumerate(encodings)]
+        while queue:
+            call = select_call(queue[:32], max_batch, share)
+            chosen = {id(t) for t in call}
+            queue = [t for t in queue if id(t) not in chosen]
+            calls.append(pad(model, [encodings[t.index] for t in call]))
+        model.session.run(None, calls[0])
+        for concurrent in (1, 2):
+            def work(k: int, concurrent: int = concurrent, calls: list = calls) -> None:
+                for feeds in calls[k::concurrent]:
+                    model.session.run(None, feeds)
+            workers = [threading.Thread(target=work, args=(k,)) for k in range(concurrent)]
+            wall, cpu = time.perf_counter(), time.process_time()
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            out[f"{name}/{concurrent}_at_once"] = {
+                "texts_per_s": round(len(texts) / wall, 1),
+                "cpu_ms_per_text": round(cpu * 1000 / len(texts), 2),
+                "texts_per_call": round(len(texts) / len(calls), 2)}
     return out
 
 
@@ -150,40 +174,79 @@ def start_server(workdir: Path, serve: dict[str, Any]) -> tuple[subprocess.Popen
     raise SystemExit("server not ready after 180 s")
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: the load generator's client.
+
+    A bare request/response loop (like wrk) rather than httpx: on 2 shared cores httpx's own
+    CPU per request (~1 ms) would be taken from the server being measured."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.host.encode(),
+                                                               len(body), body))
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+
+
 async def run_level(url: str, texts: list[str], clients: int, seconds: float,
                     during: Any = None) -> dict[str, Any]:
-    """Closed-loop clients for ``seconds``; ``during`` (a coroutine function) runs alongside."""
-    import httpx
-
+    """Closed-loop clients for ``seconds``; ``during`` (a coroutine function) runs alongside.
+    Connections are opened before the clock starts, so the figures hold no connection set-up."""
+    host, port = url.removeprefix("http://").split(":")
+    bodies = [json.dumps({"texts": [t]}).encode() for t in texts]
     latencies: list[float] = []
     errors: list[str] = []
     versions: dict[str, int] = {}
-    stop_at = time.monotonic() + seconds
+    connections = [Connection(host, int(port)) for _ in range(clients)]
+    await asyncio.gather(*(c.open() for c in connections))
 
-    async def client(i: int) -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            k = i
-            while time.monotonic() < stop_at:
-                k += clients
-                start = time.perf_counter()
-                try:
-                    r = await http.post("/v1/predict", json={"texts": [texts[k % len(texts)]]})
-                    elapsed = time.perf_counter() - start
-                    if r.status_code != 200:
-                        errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
-                        continue
-                    latencies.append(elapsed)
-                    v = r.json()["model_version"]
-                    versions[v] = versions.get(v, 0) + 1
-                except httpx.HTTPError as exc:
-                    errors.append(repr(exc))
+    async def client(i: int, connection: Connection, stop_at: float) -> None:
+        k = i
+        while time.monotonic() < stop_at:
+            k += clients
+            start = time.perf_counter()
+            try:
+                status, body = await connection.post("/v1/predict", bodies[k % len(bodies)])
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                errors.append(repr(exc))
+                await connection.close()
+                await connection.open()
+                continue
+            elapsed = time.perf_counter() - start
+            if status != 200:
+                errors.append(f"HTTP {status}: {body[:200]!r}")
+                continue
+            latencies.append(elapsed)
+            v = json.loads(body)["model_version"]
+            versions[v] = versions.get(v, 0) + 1
 
     start = time.perf_counter()
-    tasks = [asyncio.create_task(client(i)) for i in range(clients)]
+    stop_at = time.monotonic() + seconds
+    tasks = [asyncio.create_task(client(i, c, stop_at)) for i, c in enumerate(connections)]
     extra = await during() if during else None
     await asyncio.gather(*tasks)
+    wall = time.perf_counter() - start
+    await asyncio.gather(*(c.close() for c in connections))
     return {"latencies": latencies, "errors": errors, "versions": versions,
-            "wall_s": time.perf_counter() - start, "reload": extra}
+            "wall_s": wall, "reload": extra}
 
 
 def summarise(runs: list[dict[str, Any]], clients: int) -> dict[str, Any]:
@@ -218,6 +281,15 @@ def batch_stats(url: str) -> dict[str, float]:
     return out
 
 
+def run_async(coroutine: Any) -> Any:
+    """On uvloop when installed (as the service runs): the cheaper loop leaves more CPU to it."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
 MODES = (("batching_off", 1), ("batching_on", 32))  # serve.max_batch
 
 
@@ -227,7 +299,7 @@ def measure(proc: subprocess.Popen, url: str, texts: list[str], clients: int, se
     cpu0, batches0 = cpu_seconds(proc.pid), batch_stats(url)
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     usage["load"].append(os.getloadavg()[0])
-    run = asyncio.run(run_level(url, texts, clients, seconds, during))
+    run = run_async(run_level(url, texts, clients, seconds, during))
     self1, batches1 = resource.getrusage(resource.RUSAGE_SELF), batch_stats(url)
     usage["server_cpu_s"] += cpu_seconds(proc.pid) - cpu0
     usage["loadgen_cpu_s"] += (self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime)
@@ -253,6 +325,35 @@ def record(results: dict[str, Any], key: str, level: dict[str, Any], usage: dict
               flush=True)
 
 
+def plot(results: dict[str, Any], clients: list[int], png: Path) -> None:
+    """Throughput and p50/p99 latency by clients, batching on vs off."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for colour, (mode, _) in enumerate(MODES):
+        rows = [results["levels"][f"{mode}/{c}"] for c in clients]
+        label, c = mode.replace("_", " "), f"C{colour}"
+        left.plot(clients, [r["throughput_rps"] for r in rows], marker="o", color=c, label=label)
+        right.plot(clients, [r["p50_ms"] for r in rows], marker="o", color=c, label=f"{label}, p50")
+        right.plot(clients, [r["p99_ms"] for r in rows], marker="s", linestyle="--", color=c,
+                   label=f"{label}, p99")
+    right.axhline(150, color="grey", linewidth=0.8, linestyle=":", label="p99 target (150 ms)")
+    left.set(title="throughput", xlabel="concurrent clients (one text per request)",
+             ylabel="requests / s", xscale="log", xticks=clients, xticklabels=clients)
+    right.set(title="latency", xlabel="concurrent clients", ylabel="ms", xscale="log",
+              xticks=clients, xticklabels=clients)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("python -m serve, MiniLM int8: micro-batching on (max_batch 32) vs off (1)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--onnx-dir", type=Path, default=Path("/work/main/models/onnx"))
@@ -260,18 +361,23 @@ def main() -> None:
                         default=Path("/work/main/data/splits/test.parquet"))
     parser.add_argument("--seconds", type=float, default=10.0, help="per level (bounded)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--threads", type=int, default=2, help="serve.threads")
-    parser.add_argument("--max-wait-ms", type=float, default=0.0,
-                        help="serve.max_wait_ms of the batching server")
+    parser.add_argument("--workers", type=int, help="serve.workers (default: params.yaml)")
+    parser.add_argument("--threads", type=int, help="serve.threads (default: params.yaml)")
+    parser.add_argument("--max-wait-ms", type=float, help="serve.max_wait_ms (default: params.yaml)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternations between the two servers per level")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/serve_load.json")
     args = parser.parse_args()
 
-    import httpx
     import pandas as pd
 
     from serve.client import request_reload
+    from serve.params import load_serve_params
+
+    # the service as params.yaml configures it; the two modes differ only in serve.max_batch
+    serve = asdict(load_serve_params(ROOT / "params.yaml"))
+    serve.update({k: v for k, v in {"workers": args.workers, "threads": args.threads,
+                                    "max_wait_ms": args.max_wait_ms}.items() if v is not None})
 
     texts = pd.read_parquet(args.test_split)["text"].astype(str).tolist()
     work = Path(tempfile.mkdtemp(prefix="serve-load-"))
@@ -284,18 +390,17 @@ def main() -> None:
     results["batch_effect"] = batch_effect(args.onnx_dir, texts[:256])
     print("probabilities alone vs in batches of 32 (unsorted):", results["batch_effect"],
           flush=True)
-    results["ort_spinning_effect"] = spinning_effect(args.onnx_dir, texts[:128], args.threads)
-    print("int8 calls, ORT spinning on/off, batch 1/16:", results["ort_spinning_effect"],
-          flush=True)
+    results["compute_per_text"] = compute_per_text(args.onnx_dir, (texts * 4)[:1024],
+                                                   serve["threads"])
+    print("ONNX Runtime alone, int8:", results["compute_per_text"], flush=True)
     servers: dict[str, tuple[subprocess.Popen, str]] = {}
     try:
         # both servers run side by side; levels alternate between them in short rounds, so
         # drifting load from other work on the machine hits both modes alike
         for mode, max_batch in MODES:
             servers[mode] = start_server(work, {
-                "max_batch": max_batch, "threads": args.threads, "max_wait_ms": args.max_wait_ms,
-                "reload_poll_s": 0, "log_dir": str(work / "logs" / mode),
-                "flush_interval_s": 10.0})
+                **serve, "max_batch": max_batch, "reload_poll_s": 0,
+                "log_dir": str(work / "logs" / mode), "flush_interval_s": 10.0})
         for clients in args.clients:
             runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode, _ in MODES}
             usage = {mode: {"server_cpu_s": 0.0, "loadgen_cpu_s": 0.0, "calls": 0.0,
@@ -331,14 +436,17 @@ def main() -> None:
 
         results["setup"] = {
             "onnx_dir": str(args.onnx_dir), "seconds_per_level": args.seconds,
-            "threads": args.threads, "max_wait_ms": args.max_wait_ms, "rounds": args.rounds,
+            "serve": {k: serve[k] for k in ("workers", "threads", "ort_spinning", "max_wait_ms",
+                                            "max_pad_share", "precision")},
+            "rounds": args.rounds,
             "cpus": os.cpu_count(),
             "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
-            "httpx": httpx.__version__, "machine": platform.processor() or platform.machine(),
+            "machine": platform.processor() or platform.machine(),
             "load_after": os.getloadavg()}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        plot(results, args.clients, args.out.with_suffix(".png"))
+        print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     finally:
         for proc, _ in servers.values():
             proc.terminate()

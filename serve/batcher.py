@@ -1,25 +1,32 @@
-"""Dynamic micro-batching: concurrent requests share one ONNX call.
+"""Dynamic micro-batching: concurrent requests share ONNX calls.
 
-Each request's texts wait in one queue. The batcher takes the queue's front as soon as it holds
-``max_batch`` texts, or when the oldest text has waited ``max_wait_ms``, and runs them as one
-call on a single inference thread; while that call runs, the next batch gathers. A request with
-more than ``max_batch`` texts runs alone, in ``max_batch`` chunks. ``max_batch: 1`` is one call
-per text (micro-batching off, the benchmark's baseline).
+A request's texts are tokenised when it arrives and wait in one queue, text by text. Whenever
+one of ``workers`` inference threads is free, a call is formed: the oldest waiting text, then,
+oldest first, the queued texts that keep the call's padding within ``max_pad_share`` of its
+tokens, up to ``max_batch`` texts; while calls run, the queue fills again. If fewer than
+``max_batch`` texts fit, the oldest waits up to ``max_wait_ms`` for more. A request is answered
+as soon as the calls holding its texts are done. On a CPU, calls side by side (one ONNX Runtime
+thread each) are what use the cores; a batch makes no text cheaper there (benchmarks/RESULTS.md).
 
-A call is padded to its longest text. Texts of mixed lengths make that costly (on 2 CPU cores
-an unsorted batch of 32 test texts ran slower per text than one text per call), so a batch's
-texts are ordered by length and cut into calls wherever more than ``max_pad_share`` of a call's
-tokens would be padding; ``max_pad_share: 1`` is always one call.
+Why text by text: a call is padded to its longest text, and on CPU that padding is the whole
+cost of a mixed batch (on 2 cores an unsorted batch of 32 test texts ran slower per text than one
+text per call). The oldest text is in every next call, so no text waits behind newer ones, and a
+short text never waits for a long batch to finish. ``max_batch: 1`` is one call per text
+(micro-batching off, the benchmark's baseline); ``max_pad_share: 1`` ignores lengths.
+
+Texts are tokenised by the model that was serving when they arrived, and run on that model: after
+a reload, texts already queued finish on the old one, so each answer comes from one version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,28 +34,51 @@ from serve.metrics import ServeMetrics
 from serve.model import BatchResult, ServedModel
 from stages.common import get_logger
 
+if TYPE_CHECKING:
+    from tokenizers import Encoding
+
 log = get_logger(__name__)
+
+TOKENISE_INLINE_CHARS = 4096  # longer requests are tokenised off the event loop
+SCAN_TEXTS = 1024             # how far into the queue a call looks for texts of a similar length
 
 
 @dataclass
 class Job:
-    texts: list[str]
+    """One request: its texts' encodings and the answer being assembled for it."""
+
+    model: ServedModel
+    encodings: list[Encoding]
     future: asyncio.Future
+    probs: np.ndarray
+    embedding: np.ndarray | None = None
+    remaining: int = 0
     enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def live(self) -> bool:  # False once answered, failed, or the client went away
+        return not self.future.done()
+
+
+@dataclass
+class Text:
+    job: Job
+    index: int   # in job.encodings
+    length: int  # tokens
 
 
 class MicroBatcher:
     def __init__(self, current_model: Callable[[], ServedModel | None], max_batch: int,
-                 max_wait_ms: float, metrics: ServeMetrics, max_pad_share: float = 1.0) -> None:
-        self.current_model = current_model  # read at each batch: a reload swaps it between calls
+                 max_wait_ms: float, metrics: ServeMetrics, max_pad_share: float = 1.0,
+                 workers: int = 1) -> None:
+        self.current_model = current_model  # read per request: a reload swaps it between them
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
-        self.max_pad_share = max_pad_share
+        self.max_pad_share, self.workers = max_pad_share, workers
         self.metrics = metrics
-        self._pending: deque[Job] = deque()
-        self._queued_texts = 0
+        self._pending: list[Text] = []
         self._wakeup = asyncio.Event()
         self._stopping = False
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="onnx-inference")
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="onnx-inference")
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -56,12 +86,22 @@ class MicroBatcher:
 
     async def submit(self, texts: list[str]) -> tuple[ServedModel, BatchResult]:
         """The model that answered and its result for ``texts`` (in order)."""
-        job = Job(texts, asyncio.get_running_loop().create_future())
-        self._pending.append(job)
-        self._queued_texts += len(texts)
-        self.metrics.queue_depth.set(self._queued_texts)
+        model = self.current_model()
+        if model is None:
+            raise RuntimeError("no model is loaded")
+        if sum(map(len, texts)) > TOKENISE_INLINE_CHARS:
+            encodings = await asyncio.to_thread(model.encode, texts)
+        else:  # ~45 us per short text: cheaper here than a thread hop
+            encodings = model.encode(texts)
+        job = Job(model, encodings, asyncio.get_running_loop().create_future(),
+                  np.empty((len(texts), len(model.labels)), dtype=np.float32),
+                  remaining=len(texts))
+        self._pending.extend(Text(job, i, len(e.ids)) for i, e in enumerate(encodings))
+        self.metrics.queue_depth.set(len(self._pending))
         self._wakeup.set()
-        return await job.future
+        await job.future
+        return model, BatchResult(job.probs, [len(e.ids) for e in encodings],
+                                  [bool(e.overflowing) for e in encodings], job.embedding)
 
     async def stop(self) -> None:
         """Answer everything queued, then stop (SIGTERM: uvicorn has stopped taking requests)."""
@@ -72,95 +112,86 @@ class MicroBatcher:
         self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Form a call whenever an inference thread is free; answer it when it is done."""
+        free = asyncio.Semaphore(self.workers)
+        running: set[asyncio.Task] = set()
         while True:
-            batch = await self._next_batch()
-            if batch is None:
-                return
-            model = self.current_model()
-            try:
-                if model is None:
-                    raise RuntimeError("no model is loaded")
-                texts = [t for job in batch for t in job.texts]
-                result = await loop.run_in_executor(self._executor, self._infer, model, texts)
-            except Exception as exc:  # answered as a 500 to exactly the requests in this batch
-                log.exception("inference failed for a batch of %d request(s)", len(batch))
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+            await free.acquire()  # select only when a thread can run the call at once
+            call = await self._next_call()
+            if call is None:
+                break
+            task = asyncio.get_running_loop().create_task(self._answer(call))
+            running.add(task)
+            task.add_done_callback(lambda t: (running.discard(t), free.release()))
+        await asyncio.gather(*running)
+
+    async def _answer(self, call: list[Text]) -> None:
+        model = call[0].job.model
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._infer, model, [t.job.encodings[t.index] for t in call])
+        except Exception as exc:  # answered as a 500 to exactly the requests in this call
+            log.exception("inference failed for %d text(s)", len(call))
+            for text in call:
+                if text.job.live:
+                    text.job.future.set_exception(exc)
+            return
+        for row, text in enumerate(call):
+            job = text.job
+            job.probs[text.index] = result.probs[row]
+            if result.embedding is not None:
+                if job.embedding is None:
+                    job.embedding = np.empty((len(job.encodings), result.embedding.shape[1]),
+                                             dtype=np.float32)
+                job.embedding[text.index] = result.embedding[row]
+            job.remaining -= 1
+            if job.remaining == 0 and job.live:
+                job.future.set_result(None)
+
+    async def _next_call(self) -> list[Text] | None:
+        """The texts of the next ONNX call (None: stopping and nothing is left)."""
+        while True:
+            self._pending = [t for t in self._pending if t.job.live]
+            if not self._pending:
+                if self._stopping:
+                    return None
+                self._wakeup.clear()
+                await self._wakeup.wait()
                 continue
-            start = 0
-            for job in batch:
-                n = len(job.texts)
-                if not job.future.done():  # the client may have gone away
-                    job.future.set_result((model, slice_result(result, start, start + n)))
-                start += n
-
-    async def _next_batch(self) -> list[Job] | None:
-        while not self._pending:
-            if self._stopping:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        deadline = self._pending[0].enqueued + self.max_wait_s
-        while self._queued_texts < self.max_batch and not self._stopping:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
+            call = select_call(self._pending, self.max_batch, self.max_pad_share)
+            wait = self._pending[0].job.enqueued + self.max_wait_s - time.monotonic()
+            if len(call) >= self.max_batch or wait <= 0 or self._stopping:
                 break
             self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
-            except TimeoutError:
-                break
-        batch, n = [], 0
-        while self._pending and (not batch or n + len(self._pending[0].texts) <= self.max_batch):
-            job = self._pending.popleft()
-            batch.append(job)
-            n += len(job.texts)
-        self._queued_texts -= n
-        self.metrics.queue_depth.set(self._queued_texts)
-        return batch
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+        chosen = {id(t) for t in call}
+        self._pending = [t for t in self._pending if id(t) not in chosen]
+        self.metrics.queue_depth.set(len(self._pending))
+        return call
 
-    def _infer(self, model: ServedModel, texts: list[str]) -> BatchResult:
-        """On the inference thread: tokenise, then one ONNX call per group of similar lengths."""
-        encodings = model.encode(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        probs = np.empty((len(texts), len(model.labels)), dtype=np.float32)
-        n_tokens, truncated = [0] * len(texts), [False] * len(texts)
-        embedding = None
-        lengths = [len(encodings[i].ids) for i in order]
-        for start, stop in length_groups(lengths, self.max_batch, self.max_pad_share):
-            idx = order[start:stop]
-            began = time.perf_counter()
-            part = model.run([encodings[i] for i in idx])
-            self.metrics.inference.observe(time.perf_counter() - began)
-            self.metrics.batch_size.observe(len(idx))
-            probs[idx] = part.probs
-            if part.embedding is not None:
-                if embedding is None:
-                    embedding = np.empty((len(texts), part.embedding.shape[1]), dtype=np.float32)
-                embedding[idx] = part.embedding
-            for row, i in enumerate(idx):
-                n_tokens[i], truncated[i] = part.n_tokens[row], part.truncated[row]
-        return BatchResult(probs, n_tokens, truncated, embedding)
+    def _infer(self, model: ServedModel, encodings: list[Encoding]) -> BatchResult:
+        """On the inference thread: one ONNX call, padded to its longest text."""
+        began = time.perf_counter()
+        result = model.run(encodings)
+        self.metrics.inference.observe(time.perf_counter() - began)
+        self.metrics.batch_size.observe(len(encodings))
+        return result
 
 
-def length_groups(lengths: list[int], max_batch: int, max_pad_share: float) -> list[tuple[int, int]]:
-    """Cut ascending ``lengths`` into [start, stop) calls of at most ``max_batch`` texts whose
-    padding (to the call's longest) stays within ``max_pad_share`` of the call's tokens."""
-    groups, start, total = [], 0, 0
-    for i, length in enumerate(lengths):
-        n = i - start + 1
-        if n > 1 and (n > max_batch or 1 - (total + length) / (n * length) > max_pad_share):
-            groups.append((start, i))
-            start, total = i, 0
-        total += length
-    if lengths:
-        groups.append((start, len(lengths)))
-    return groups
-
-
-def slice_result(result: BatchResult, start: int, stop: int) -> BatchResult:
-    return BatchResult(result.probs[start:stop], result.n_tokens[start:stop],
-                       result.truncated[start:stop],
-                       None if result.embedding is None else result.embedding[start:stop])
+def select_call(queue: list[Text], max_batch: int, max_pad_share: float) -> list[Text]:
+    """The texts of the next call: the oldest queued text, then, oldest first, each text of the
+    same model that keeps the call's padding (to its longest text) within ``max_pad_share`` of
+    its tokens, up to ``max_batch`` texts."""
+    oldest = queue[0]
+    call, tokens, longest = [oldest], oldest.length, oldest.length
+    for text in queue[1:SCAN_TEXTS]:
+        if len(call) == max_batch:
+            break
+        if text.job.model is not oldest.job.model:
+            continue
+        width = max(longest, text.length)
+        if 1 - (tokens + text.length) / ((len(call) + 1) * width) <= max_pad_share:
+            call.append(text)
+            tokens, longest = tokens + text.length, width
+    return call

@@ -19,8 +19,8 @@ class ServeMetrics:
                                  ["endpoint", "status"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("serve_batch_size", "texts per ONNX call",
                                     buckets=BATCH_BUCKETS, registry=r)
-        self.inference = Histogram("serve_inference_seconds", "time of one ONNX call (tokenise, "
-                                   "pad, run)", buckets=LATENCY_BUCKETS, registry=r)
+        self.inference = Histogram("serve_inference_seconds", "time of one ONNX call (pad, run, "
+                                   "softmax)", buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("serve_queue_depth", "texts waiting for an ONNX call",
                                  registry=r)
         self.predictions = Counter("serve_predictions", "predicted texts by label", ["label"],

@@ -18,12 +18,13 @@ class ServeParams:
     port: int = 8000
     precision: Literal["int8", "fp32", "fp16"] = "int8"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = 2           # ONNX Runtime intra-op threads; None: all cores
+    threads: int | None = 1           # ONNX Runtime intra-op threads per call; None: all cores
     ort_spinning: bool = False        # busy-waiting pool threads starve the HTTP loop
     top_k: int = 3
     max_batch: int = 32               # texts per ONNX call; 1 = no micro-batching
     max_wait_ms: float = 0.0
-    max_pad_share: float = 0.25       # a batch is split where more of a call would be padding
+    workers: int = 2                  # ONNX calls at once (inference threads)
+    max_pad_share: float = 0.15       # texts join a call only while its padding stays within
     max_texts: int = 64
     max_chars: int = 10000
     max_body_bytes: int = 1_000_000
@@ -42,7 +43,8 @@ class ServeParams:
         positive = {"max_batch": self.max_batch, "max_texts": self.max_texts,
                     "max_chars": self.max_chars, "max_body_bytes": self.max_body_bytes,
                     "top_k": self.top_k, "flush_every": self.flush_every,
-                    "parity_rows": self.parity_rows, "flush_interval_s": self.flush_interval_s}
+                    "parity_rows": self.parity_rows, "flush_interval_s": self.flush_interval_s,
+                    "workers": self.workers}
         if self.threads is not None:
             positive["threads"] = self.threads
         for key, value in positive.items():

@@ -4,7 +4,8 @@
 
 Rows are buffered and written as a new file (temp file, then rename: a reader never sees half a
 file) when ``flush_every`` rows are waiting, when the oldest waiting row is ``flush_interval_s``
-old, and on shutdown. A crash loses at most the rows still buffered (< ``flush_every``); SIGTERM
+old, and on shutdown (the service writes on a thread of its own). A crash loses at most the
+rows still buffered (< ``flush_every``) and those of a write under way; SIGTERM
 loses none. The schema (:data:`SCHEMA`) is the monitoring side's contract: docs/serving.md.
 """
 
@@ -76,6 +77,11 @@ class PredictionLog:
                 self._oldest = time.monotonic()
             self._rows.extend(rows)
             self.metrics.log_buffered.set(len(self._rows))
+
+    def warm(self) -> None:
+        """Convert one row now: pyarrow's first timestamp conversion imports pandas (~0.2 s
+        holding the GIL), which must not happen in the middle of serving."""
+        pa.array([datetime.now(UTC)], SCHEMA.field("ts").type)
 
     def due(self) -> bool:
         """Whether a flush should run now (enough rows, or the oldest has waited long enough)."""
