@@ -517,3 +517,24 @@ def test_fp32_is_selectable_and_a_missing_fp16_is_refused(tmp_path: Path, projec
         ready = httpx.get(server.url + "/readyz")
         assert ready.status_code == 503
         assert "the champion has no fp16 model" in ready.json()["reason"]
+
+
+def test_a_request_over_max_batch_is_split_over_concurrent_calls_and_answered_in_order(
+        tmp_path: Path, project: Path) -> None:
+    install_champion(tmp_path, project, "5b1175b1")
+    texts = ["refund", "where is my parcel please", "card declined at the shop today again",
+             "hi", "cancel my subscription now", LONG_TEXT, "login fails"]
+    # fp32: batch-invariant, so a text must score the same alone and among others
+    with Server(tmp_path, precision="fp32", max_batch=2, workers=2) as server:
+        alone = [predict(server, {"texts": [t]}).json()["predictions"][0] for t in texts]
+        before = server.metrics()
+        together = predict(server, {"texts": texts, "ids": [str(i) for i in range(7)]}).json()
+        calls = (metric(server.metrics(), "serve_batch_size_count")
+                 - metric(before, "serve_batch_size_count"))
+    assert calls >= 4  # 7 texts, at most 2 per call
+    assert [p["id"] for p in together["predictions"]] == [str(i) for i in range(7)]
+    for one, many in zip(alone, together["predictions"], strict=True):
+        assert many["label"] == one["label"]
+        assert many["n_tokens"] == one["n_tokens"] and many["truncated"] == one["truncated"]
+        assert abs(many["confidence"] - one["confidence"]) < 1e-5
+    assert together["predictions"][5]["truncated"] is True  # LONG_TEXT
