@@ -100,8 +100,7 @@ class MicroBatcher:
         self.metrics.queue_depth.set(len(self._pending))
         self._wakeup.set()
         await job.future
-        return model, BatchResult(job.probs, [len(e.ids) for e in encodings],
-                                  [bool(e.overflowing) for e in encodings], job.embedding)
+        return model, BatchResult.of(encodings, job.probs, job.embedding)
 
     async def stop(self) -> None:
         """Answer everything queued, then stop (SIGTERM: uvicorn has stopped taking requests)."""

@@ -46,6 +46,12 @@ class BatchResult:
     truncated: list[bool]
     embedding: np.ndarray | None
 
+    @classmethod
+    def of(cls, encodings: Sequence[Encoding], probs: np.ndarray,
+           embedding: np.ndarray | None) -> BatchResult:
+        return cls(probs, [len(e.ids) for e in encodings],
+                   [bool(e.overflowing) for e in encodings], embedding)
+
 
 @dataclass
 class ServedModel:
@@ -76,10 +82,8 @@ class ServedModel:
     def run(self, encodings: Sequence[Encoding]) -> BatchResult:
         """One ONNX call for tokenised texts, padded to the longest of them."""
         outputs = self.onnx.session.run(self.output_names, pad(self.onnx, encodings))
-        return BatchResult(probs=softmax(outputs[0]).astype("float32"),
-                           n_tokens=[len(e.ids) for e in encodings],
-                           truncated=[bool(e.overflowing) for e in encodings],
-                           embedding=outputs[1].astype("float32") if self.has_embedding else None)
+        return BatchResult.of(encodings, softmax(outputs[0]).astype("float32"),
+                              outputs[1].astype("float32") if self.has_embedding else None)
 
     def describe(self) -> dict[str, Any]:
         """What GET /v1/model answers."""

@@ -509,16 +509,23 @@ def _write_raw(root: Path, texts: list[dict], labels: list[dict]) -> None:
         pd.DataFrame(rows).astype("string").to_parquet(root / rel, index=False)
 
 
+def _validate_a_copy(validate_dir: Path, name: str, texts: list[dict], labels: list[dict]
+                     ) -> tuple[Path, dict, subprocess.CompletedProcess]:
+    """Run validate on a copy of the validated project holding these raw rows: (the copy, its
+    metrics/data.json before, the finished process)."""
+    root = validate_dir / name
+    shutil.copytree(validate_dir, root, ignore=shutil.ignore_patterns("blank", "conflict"))
+    _write_raw(root, texts, labels)
+    before = snapshot(root, ["metrics/data.json"])
+    return root, before, run("validate", root)
+
+
 def test_validate_fails_on_texts_blank_after_normalisation(validate_dir: Path) -> None:
     """Zero-width spaces, direction marks and a BOM only: no content, a blocking failure."""
-    root = validate_dir / "blank"
-    shutil.copytree(validate_dir, root, ignore=shutil.ignore_patterns("blank", "conflict"))
     texts, labels = make_rows(20)
     texts[3]["text"] = "\u200b\u200e\u200f\ufeff"
     texts[7]["text"] = "\u2060 \u200d ?!"
-    _write_raw(root, texts, labels)
-    before = snapshot(root, ["metrics/data.json"])
-    proc = run("validate", root)
+    root, before, proc = _validate_a_copy(validate_dir, "blank", texts, labels)
     assert_clear_error(proc, "validate", "1 blocking data check(s) failed: texts.text_not_blank",
                        "reports/validation/raw/summary.md", "validate.warn_only")
     assert "2 of 120 row(s) unexpected" in proc.stderr
@@ -527,15 +534,11 @@ def test_validate_fails_on_texts_blank_after_normalisation(validate_dir: Path) -
 
 def test_validate_fails_on_conflicting_labels_hidden_by_unicode(validate_dir: Path) -> None:
     """The same message, once with a zero-width space and a non-breaking hyphen, labelled twice."""
-    root = validate_dir / "conflict"
-    shutil.copytree(validate_dir, root, ignore=shutil.ignore_patterns("blank", "conflict"))
     texts, labels = make_rows(20)
     texts[0]["text"] = "my e-mail is wrong"
     texts[1]["text"] = "My e\u2011mail\u200b is wrong!"
     labels[1]["label"] = "change_address" if labels[0]["label"] != "change_address" else "x"
-    _write_raw(root, texts, labels)
-    before = snapshot(root, ["metrics/data.json"])
-    proc = run("validate", root)
+    root, before, proc = _validate_a_copy(validate_dir, "conflict", texts, labels)
     assert_clear_error(proc, "validate", "data.conflicting_labels",
                        "reports/validation/raw/summary.md", "fix the data at its source")
     assert snapshot(root, ["metrics/data.json"]) == before
