@@ -125,9 +125,18 @@ def partitions(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[st
     return out
 
 
+def log_files(root: Path) -> list[Path]:
+    """The finished log files, oldest partition first.
+
+    A write under way sits in a hidden temp dir inside its partition (see ``atomic_path``), so a
+    recursive ``*.parquet`` glob would list a half-written file; this one never does.
+    """
+    return sorted(Path(root).glob("date=*/hour=*/part-*.parquet"))
+
+
 def read_log(root: Path) -> pa.Table:
     """The whole log as one table (tests, docs examples); partition columns dropped."""
-    files = sorted(Path(root).glob("date=*/hour=*/part-*.parquet"))
+    files = log_files(root)
     if not files:
         return SCHEMA.empty_table()
     return pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])

@@ -252,6 +252,23 @@ def test_empty_and_truncated_texts_are_seen_from_hashes_and_counts(
     assert by_name["truncated"]["detail"]["count"] == 40 and by_name["truncated"]["drifted"]
 
 
+def test_a_log_write_under_way_is_not_read(int8_model, tmp_path: Path) -> None:
+    from monitor.log import read_window, write_log_file
+    from serve.predlog import log_files
+
+    log_dir = tmp_path / "log"
+    [done] = write_log_file(log_dir, log_rows(int8_model, window_texts(20, seed=3), START))
+    rows = len(read_window(log_dir, START, START + timedelta(hours=1)).frame)
+    # what atomic_path holds while pyarrow is still writing: a hidden temp dir, half a file
+    under_way = done.parent / ".part-9.parquet.x1y2.tmp/part-9.parquet"
+    under_way.parent.mkdir()
+    under_way.write_bytes(b"PAR1")
+    window = read_window(log_dir, START, START + timedelta(hours=1))
+    assert (window.skipped, window.files) == ([], 1)
+    assert len(window.frame) == rows > 0
+    assert log_files(log_dir) == [done]
+
+
 def test_corrupt_partition_is_skipped_with_a_warning(reference_dir: Path, int8_model,
                                                      tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:

@@ -327,6 +327,8 @@ def test_broken_champion_is_refused_and_the_old_keeps_serving(tmp_path: Path, pr
 
 
 def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path) -> None:
+    from serve.predlog import SCHEMA, log_files, read_log, text_sha256
+
     install_champion(tmp_path, project, "10901090")
     # max_wait_ms 1000: a batch short of max_batch waits a second, so requests are in flight
     server = Server(tmp_path, flush_every=7, flush_interval_s=3600.0, log_text=False,
@@ -341,8 +343,7 @@ def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path
     # row, so all but fewer than 7 rows reach the disk without SIGTERM (rows that arrived during
     # a write go with the next one)
     def on_disk() -> list[int]:
-        return [pq.read_metadata(f).num_rows
-                for f in (tmp_path / "logs/predictions").rglob("*.parquet")]
+        return [pq.read_metadata(f).num_rows for f in log_files(tmp_path / "logs/predictions")]
     wait_until(lambda: sum(on_disk()) > 2 * n - 7, timeout_s=30)  # the last write may be under way
     assert all(rows >= 7 for rows in on_disk()) and sum(on_disk()) <= 2 * n
 
@@ -365,9 +366,7 @@ def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path
     assert "wrote the last" in server.log()
     assert server.heavy_modules() == []  # no torch, transformers, sklearn... in the server
 
-    from serve.predlog import SCHEMA, read_log, text_sha256
-
-    files = sorted((tmp_path / "logs/predictions").rglob("*.parquet"))
+    files = log_files(tmp_path / "logs/predictions")
     for f in files:  # hive partitions, one schema
         assert f.parent.name.startswith("hour=") and f.parent.parent.name.startswith("date=")
         assert f.name.startswith("part-") and pq.read_schema(f).equals(SCHEMA)
