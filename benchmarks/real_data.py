@@ -2,6 +2,7 @@
 
     python benchmarks/real_data.py --data ../shared/datasets/banking77 [--per-class 20]
         [--set train.epochs=3 ...] [--out benchmarks/results/real_data_full.json]
+        [--save-checkpoint /tmp/banking77-checkpoint]
 
 Uses the project's own code and defaults: params.yaml's ``train:`` and ``split:`` sections, the
 split stage with the official test file as the golden test set (its stable hash split carves val
@@ -47,6 +48,22 @@ def load(root: Path, per_class: int, split_params: object):
     return train[split == "train"].reset_index(drop=True), train[split == "val"].reset_index(drop=True), test
 
 
+def save_checkpoint(result: dict, params: object, out: Path) -> None:
+    """The fine-tuned model as ``stages.train`` lays it out (weights, tokenizer, labels, the
+    max_length export reads); the data fingerprints are left out: these are not the project's
+    splits."""
+    from stages import artifacts
+    from stages.io import atomic_path, write_json
+
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        result["model"].save(tmp)
+        result["tokenizer"].save_pretrained(tmp)
+        write_json(tmp / artifacts.LABELS_FILE, result["labels"])
+        write_json(tmp / artifacts.MANIFEST_FILE, {"params": vars(params), "pooling": result["pooling"]})
+    print(f"saved the fine-tuned checkpoint to {out}")
+
+
 def plot(results: list[Path], png: Path) -> None:
     import matplotlib
 
@@ -82,6 +99,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="train.KEY=VALUE",
                         help="override a train param (the default recipe is what is measured)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--save-checkpoint", type=Path, metavar="DIR",
+                        help="also save the fine-tuned model as train does (for export/quantize)")
     args = parser.parse_args()
     if args.plot:
         plot(args.plot, args.png)
@@ -148,6 +167,8 @@ def main() -> None:
     print(f"margin {out['macro_f1_margin_points']:+.2f} macro-F1 points; train {train_s:.0f} s "
           f"({result['summary']['epochs_run']} epochs, best {result['summary']['best_epoch']}), "
           f"TF-IDF {tfidf_s:.0f} s, peak RSS {out['peak_rss_mb']} MB")
+    if args.save_checkpoint:
+        save_checkpoint(result, params, args.save_checkpoint)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")

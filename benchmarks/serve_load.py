@@ -364,6 +364,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="serve.workers (default: params.yaml)")
     parser.add_argument("--threads", type=int, help="serve.threads (default: params.yaml)")
     parser.add_argument("--max-wait-ms", type=float, help="serve.max_wait_ms (default: params.yaml)")
+    parser.add_argument("--precision", choices=["int8", "fp32"],
+                        help="serve.precision (default: params.yaml). Dynamic int8 runs a text "
+                        "per call whatever max_batch says; fp32 shows what batching does")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternations between the two servers per level")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/serve_load.json")
@@ -377,7 +380,8 @@ def main() -> None:
     # the service as params.yaml configures it; the two modes differ only in serve.max_batch
     serve = asdict(load_serve_params(ROOT / "params.yaml"))
     serve.update({k: v for k, v in {"workers": args.workers, "threads": args.threads,
-                                    "max_wait_ms": args.max_wait_ms}.items() if v is not None})
+                                    "max_wait_ms": args.max_wait_ms,
+                                    "precision": args.precision}.items() if v is not None})
 
     texts = pd.read_parquet(args.test_split)["text"].astype(str).tolist()
     work = Path(tempfile.mkdtemp(prefix="serve-load-"))

@@ -166,8 +166,7 @@ def copy_onnx_export(src: Path, dest: Path) -> None:
         path = dest / artifacts.ONNX_PRECISIONS[precision]
         if path.is_file():
             model = load_onnx_model(path, device="cpu")
-            # one text per call: dynamic int8 quantizes activations per batch, so a text's
-            # probabilities move slightly with its batch mates; alone they are reproducible
+            # one text per call, as the service's reload check scores them
             probs = softmax(run_logits(model, encode(model, texts), batch_size=1))
             columns[f"probs_{precision}"] = pa.array(list(probs.astype("float32")),
                                                      type=pa.list_(pa.float32()))

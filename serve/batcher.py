@@ -14,6 +14,10 @@ text per call). The oldest text is in every next call, so no text waits behind n
 short text never waits for a long batch to finish. ``max_batch: 1`` is one call per text
 (micro-batching off, the benchmark's baseline); ``max_pad_share: 1`` ignores lengths.
 
+A model whose scores depend on a text's batch mates (dynamic int8: ``OnnxModel.batch_invariant``)
+gets calls of one text, so every text is answered exactly as it scores alone; on this CPU that
+was no slower (benchmarks/RESULTS.md). ``max_batch`` then matters for fp32 and fp16.
+
 Texts are tokenised by the model that was serving when they arrived, and run on that model: after
 a reload, texts already queued finish on the old one, so each answer comes from one version.
 """
@@ -157,9 +161,10 @@ class MicroBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            call = select_call(self._pending, self.max_batch, self.max_pad_share)
+            limit = self._pending[0].job.model.onnx.texts_per_call(self.max_batch)
+            call = select_call(self._pending, limit, self.max_pad_share)
             wait = self._pending[0].job.enqueued + self.max_wait_s - time.monotonic()
-            if len(call) >= self.max_batch or wait <= 0 or self._stopping:
+            if len(call) >= limit or wait <= 0 or self._stopping:
                 break
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):

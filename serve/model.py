@@ -90,7 +90,8 @@ class ServedModel:
         return {"version": self.version, "precision": self.precision,
                 "file": self.path.as_posix(), "provider": provider(self.onnx.session),
                 "labels": self.labels, "max_length": self.onnx.max_length,
-                "embedding": self.has_embedding, "promoted_at": self.record.get("promoted_at"),
+                "embedding": self.has_embedding, "batch_invariant": self.onnx.batch_invariant,
+                "promoted_at": self.record.get("promoted_at"),
                 "commit": self.record.get("commit"), "forced": self.record.get("forced"),
                 "loaded_at": self.loaded_at, "metrics": self.metrics}
 
@@ -129,7 +130,7 @@ def load_champion(params: ServeParams, pointer: Path = artifacts.CHAMPION_POINTE
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else None
     model = ServedModel(onnx, version, params.precision, path, record, metrics, output_names)
     try:
-        for batch in ([WARM_TEXT], [WARM_TEXT] * params.max_batch):
+        for batch in ([WARM_TEXT], [WARM_TEXT] * onnx.texts_per_call(params.max_batch)):
             model.predict(batch)
     except Exception as exc:  # onnxruntime's own exception types: the graph cannot run
         raise StageError(f"the champion's model failed its warm-up run: {exc}", where=str(path),
@@ -162,8 +163,7 @@ def check_parity(model: ServedModel, params: ServeParams) -> dict[str, Any]:
     if expected.ndim != 2 or expected.shape[1] != len(model.labels):
         raise StageError(f"the recorded predictions have {expected.shape[-1]} classes, the model "
                          f"{len(model.labels)}", where=str(ref_path), fix="promote it again")
-    # one text per call, as promote recorded them: dynamic int8 quantizes activations per
-    # batch, so only a text alone has reproducible probabilities
+    # one text per call, as promote recorded them (fp32 too: no float-noise from batching)
     got = np.concatenate([model.predict([text]).probs for text in texts]) if texts else expected
     max_diff = float(np.abs(got - expected).max()) if len(texts) else 0.0
     agreement = float((got.argmax(1) == expected.argmax(1)).mean()) if len(texts) else 1.0

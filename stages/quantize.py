@@ -6,7 +6,9 @@ missing fusion is the usual reason int8 is not faster), then ``quantize_dynamic`
 MatMul/Attention weights as int8 (activations are quantized on the fly, so no calibration data).
 The int8 model replaces models/onnx/model.int8.onnx only if, on the test split, its macro-F1 is
 within ``quantize.max_f1_drop`` points of the fp32 ONNX model and it agrees with fp32 on at least
-``quantize.min_agreement`` of the predictions. Writes metrics/quantize.json either way.
+``quantize.min_agreement`` of the predictions. int8 is scored one text per call, as everything
+downstream scores it (``onnx_session.QUANTIZED_BY_ORT``): its activation scales are per call.
+Writes metrics/quantize.json either way.
 
 With ``quantize.fp16: true`` it also writes models/onnx/model.fp16.onnx (optimized, float16
 weights, float32 inputs/outputs) for GPUs; it is gated the same way when a GPU is present.

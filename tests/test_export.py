@@ -162,6 +162,34 @@ def test_quantize_fuses_shrinks_and_agrees(project: Path) -> None:
     assert (a == b).mean() == pytest.approx(report["int8"]["agreement"])
 
 
+def test_dynamic_int8_scores_every_text_as_it_scores_alone(project: Path) -> None:
+    from stages.onnx_session import encode, load_onnx_model, pad, run_logits, run_logits_and_embeddings
+
+    onnx_dir = project / "models" / "onnx"
+    texts = pd.read_parquet(project / "data/splits/test.parquet")["text"].tolist()
+    fp32 = load_onnx_model(onnx_dir / "model.onnx", threads=1, device="cpu")
+    int8 = load_onnx_model(onnx_dir / "model.int8.onnx", threads=1, device="cpu")
+    assert fp32.batch_invariant and not int8.batch_invariant
+    for model in (fp32, int8):
+        encodings = encode(model, texts)
+        alone = np.vstack([model.session.run(None, pad(model, [e]))[0] for e in encodings])
+        together = model.session.run(None, pad(model, encodings))[0]
+        if model is int8:  # why the rule exists: one call's activation scale spans all its texts
+            assert np.abs(together - alone).max() > 1e-4
+        else:
+            np.testing.assert_allclose(together, alone, atol=1e-5)
+        reverse = encodings[::-1]
+        for batch_size, order in ((32, encodings), (3, reverse)):
+            got = run_logits(model, order, batch_size=batch_size)
+            want = alone if order is encodings else alone[::-1]
+            if model is int8:
+                np.testing.assert_array_equal(got, want)
+            else:
+                np.testing.assert_allclose(got, want, atol=1e-5)
+    logits, _ = run_logits_and_embeddings(int8, encode(int8, texts), batch_size=32)
+    np.testing.assert_array_equal(logits, run_logits(int8, encode(int8, texts), batch_size=1))
+
+
 def test_quantize_gate_blocks_and_keeps_previous_model(project: Path, tmp_path: Path) -> None:
     root = tmp_path / "p"
     shutil.copytree(project, root)
