@@ -15,8 +15,9 @@ short text never waits for a long batch to finish. ``max_batch: 1`` is one call 
 (micro-batching off, the benchmark's baseline); ``max_pad_share: 1`` ignores lengths.
 
 A model whose scores depend on a text's batch mates (dynamic int8: ``OnnxModel.batch_invariant``)
-gets calls of one text, so every text is answered exactly as it scores alone; on this CPU that
-was no slower (benchmarks/RESULTS.md). ``max_batch`` then matters for fp32 and fp16.
+gets calls of one text, so every text is answered exactly as it scores alone, at the price of
+batching's gain (1.1-1.16x at 32 clients on 2 cores; benchmarks/RESULTS.md). ``max_batch`` then
+matters for fp32 and fp16.
 
 Texts are tokenised by the model that was serving when they arrived, and run on that model: after
 a reload, texts already queued finish on the old one, so each answer comes from one version.

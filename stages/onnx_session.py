@@ -136,8 +136,8 @@ class OnnxModel:
 
 # onnxruntime's quantizer stamps the graphs it writes with this. quantize writes dynamic int8,
 # whose activation scales are computed per call over the whole input tensor, batch mates and
-# padding included: one text's probabilities moved by up to 0.26 and 0.6% of test labels changed
-# with the batch it ran in (benchmarks/RESULTS.md). Alone, a text's scores are its own.
+# padding included: on Banking77, 0.71% of test labels and a probability by up to 0.52 changed
+# with the batch a text ran in (benchmarks/RESULTS.md). Alone, a text's scores are its own.
 QUANTIZED_BY_ORT = ("onnx.infer", "onnxruntime.quant")
 
 
