@@ -478,7 +478,10 @@ def main() -> None:
                         help="param override, e.g. -S train.epochs=3 (repeatable)")
     args = parser.parse_args()
     overrides = parse_overrides(args.set_param)
-    signal.signal(signal.SIGTERM, raise_interrupted)  # SIGINT is KeyboardInterrupt already
+    signal.signal(signal.SIGTERM, raise_interrupted)
+    # Ctrl-C too, explicitly: a process started with SIGINT ignored (a shell without job control
+    # starts background jobs so, and children inherit it) gets no KeyboardInterrupt from Python
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with temporary_server():
             state = retrain(repo_dir=args.repo_dir, revision=args.revision, pull=args.pull,
