@@ -67,16 +67,12 @@ def build_project(root: Path, checkpoint: Path, test) -> Path:
 
 def score(model, encodings, way: str):
     """Logits for ``encodings`` in their order, run ``way``: alone | sorted | file order."""
-    import numpy as np
-
-    from stages.onnx_session import pad, run_logits
+    from stages.onnx_session import run_logits
 
     if way == "alone":
-        return run_logits(replace(model, batch_invariant=False), encodings)
-    if way == "sorted":
-        return run_logits(replace(model, batch_invariant=True), encodings, batch_size=BATCH)
-    return np.vstack([model.session.run(None, pad(model, encodings[i:i + BATCH]))[0]
-                      for i in range(0, len(encodings), BATCH)])
+        return run_logits(model, encodings, batch_size=1)
+    batched = replace(model, batch_invariant=True)  # what run_logits did before the rule
+    return run_logits(batched, encodings, batch_size=BATCH, sort_by_length=way == "sorted")
 
 
 def compare(model, encodings, y_true: list[str]) -> dict[str, dict[str, float]]:

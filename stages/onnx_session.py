@@ -234,25 +234,39 @@ def pad(model: OnnxModel, encodings: Sequence[Encoding]) -> dict[str, np.ndarray
     return feeds
 
 
-def run_logits(model: OnnxModel, encodings: Sequence[Encoding], batch_size: int = 32,
-               sort_by_length: bool = True, show_progress: bool = False) -> np.ndarray:
-    """Logits for ``encodings`` in their order; batches grouped by length to keep padding small.
-
-    Batches hold ``model.texts_per_call(batch_size)`` texts: one for dynamic int8.
-    """
+def run_outputs(model: OnnxModel, encodings: Sequence[Encoding], names: Sequence[str],
+                batch_size: int = 32, sort_by_length: bool = True,
+                show_progress: bool = False) -> list[np.ndarray]:
+    """The graph outputs ``names`` for ``encodings``, rows in their order; batches grouped by
+    length to keep padding small. Batches hold ``model.texts_per_call(batch_size)`` texts: one
+    for dynamic int8, whose scores would otherwise depend on their batch mates."""
     import numpy as np
 
     batch_size = model.texts_per_call(batch_size)
     n = len(encodings)
     order = (np.argsort([len(e.ids) for e in encodings], kind="stable") if sort_by_length
              else np.arange(n))
-    out = np.empty((n, len(model.labels)), dtype=np.float32)
+    outputs: list[np.ndarray] = []
     for start in progress(range(0, n, batch_size), desc="onnx", disable=not show_progress,
                           leave=False):
         idx = order[start:start + batch_size]
-        feeds = pad(model, [encodings[i] for i in idx])
-        out[idx] = model.session.run(None, feeds)[0]
-    return out
+        batch = model.session.run(list(names), pad(model, [encodings[i] for i in idx]))
+        if not outputs:
+            outputs = [np.empty((n, *b.shape[1:]), dtype=np.float32) for b in batch]
+        for out, b in zip(outputs, batch, strict=True):
+            out[idx] = b
+    return outputs
+
+
+def run_logits(model: OnnxModel, encodings: Sequence[Encoding], batch_size: int = 32,
+               sort_by_length: bool = True, show_progress: bool = False) -> np.ndarray:
+    """Logits for ``encodings`` in their order (see :func:`run_outputs`)."""
+    import numpy as np
+
+    if not encodings:
+        return np.empty((0, len(model.labels)), dtype=np.float32)
+    name = model.session.get_outputs()[0].name
+    return run_outputs(model, encodings, [name], batch_size, sort_by_length, show_progress)[0]
 
 
 def has_embedding(model: OnnxModel) -> bool:
@@ -264,23 +278,10 @@ def run_logits_and_embeddings(model: OnnxModel, encodings: Sequence[Encoding],
                               batch_size: int = 32, show_progress: bool = False,
                               ) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits and pooled embeddings (None for a logits-only graph), in ``encodings`` order."""
-    import numpy as np
-
-    if not has_embedding(model):
+    if not has_embedding(model) or not encodings:
         return run_logits(model, encodings, batch_size, show_progress=show_progress), None
-    batch_size = model.texts_per_call(batch_size)
-    n = len(encodings)
-    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
     names = [model.session.get_outputs()[0].name, EMBEDDING_OUTPUT]
-    logits = np.empty((n, len(model.labels)), dtype=np.float32)
-    emb: np.ndarray | None = None
-    for start in progress(range(0, n, batch_size), desc="onnx", disable=not show_progress,
-                          leave=False):
-        idx = order[start:start + batch_size]
-        batch_logits, batch_emb = model.session.run(names, pad(model, [encodings[i] for i in idx]))
-        if emb is None:
-            emb = np.empty((n, batch_emb.shape[1]), dtype=np.float32)
-        logits[idx], emb[idx] = batch_logits, batch_emb
+    logits, emb = run_outputs(model, encodings, names, batch_size, show_progress=show_progress)
     return logits, emb
 
 
