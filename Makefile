@@ -22,8 +22,8 @@ HEAD ?= workspace
 
 help:
 	@echo "make run    - install (once) and run the whole pipeline: dvc repro"
-	@echo "make test   - install (once) and run the test suite"
-	@echo "make lint   - ruff"
+	@echo "make test   - install (once), ruff, and the whole test suite"
+	@echo "make lint   - ruff only"
 	@echo "make report BASE=main - PR review report (reports/pr.md): working tree vs BASE"
 
 $(BIN)/.installed: requirements.txt pyproject.toml
@@ -44,7 +44,9 @@ run: $(BIN)/.installed
 # test files run in parallel worker processes (pytest-xdist), one file per worker at a time
 PYTEST_WORKERS ?= 2
 
+# lint first (style and a complexity limit, see pyproject.toml): CI fails on either
 test: $(BIN)/.installed
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 report: $(BIN)/.installed

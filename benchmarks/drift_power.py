@@ -1,8 +1,10 @@
 """Drift-detector power: false alarms without shift, detection rate per shift and per detector.
 
-    python benchmarks/drift_power.py --checkpoint ../main/models/checkpoint \
-        --splits ../main/data/splits --banking77 ../shared/datasets/banking77 \
+    python benchmarks/drift_power.py [--checkpoint models/checkpoint] [--splits data/splits] \
+        [--banking77 ../shared/datasets/banking77] \
         [--windows 200] [--window-size 500] [--out benchmarks/results/drift_power.json]
+
+(paths relative to the repository root; the defaults are this checkout's and the shared dataset)
 
 1. The model: the checkpoint is copied into a temp project and exported + quantized with the
    project's own stages (``python -m stages.export``, ``python -m stages.quantize``), so the int8
@@ -29,7 +31,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import machine  # noqa: E402
 
 SCENARIOS = ("none", "class_mix", "class_mix_small", "unseen_domain_20", "text_length")
 
@@ -109,7 +112,7 @@ def as_window(sample: dict, start: datetime):
 
 
 def js(p, q) -> float:
-    from monitor.detectors import js_divergence
+    from stages.drift_stats import js_divergence
 
     return js_divergence(p, q)
 
@@ -271,9 +274,9 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, default=ROOT.parent / "main/models/checkpoint")
-    ap.add_argument("--splits", type=Path, default=ROOT.parent / "main/data/splits")
-    ap.add_argument("--banking77", type=Path, default=ROOT.parent / "shared/datasets/banking77")
+    ap.add_argument("--checkpoint", type=Path, default=ROOT / "models/checkpoint")
+    ap.add_argument("--splits", type=Path, default=ROOT / "data/splits")
+    ap.add_argument("--banking77", type=Path, default=machine.BANKING77)
     ap.add_argument("--model-dir", type=Path, help="a project already exported + quantized")
     ap.add_argument("--windows", type=int, default=200)
     ap.add_argument("--window-size", type=int, default=500)
@@ -283,6 +286,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/drift_power.json")
     args = ap.parse_args()
+    if args.model_dir:
+        machine.require(args.model_dir / "models/onnx/model.int8.onnx", "the --model-dir project",
+                        "pass a project directory that `dvc repro quantize` ran in")
+    else:
+        machine.require(args.checkpoint / "config.json", "the checkpoint",
+                        "run `dvc repro train` in this checkout, or pass --checkpoint DIR")
+        machine.require(args.splits / "test.parquet", "the splits",
+                        "run `dvc repro split` in this checkout, or pass --splits DIR")
+    machine.require(args.banking77 / "test.csv", "the Banking77 dataset",
+                    "pass --banking77 DIR (a folder with test.csv; default ../shared/datasets/banking77)")
+    facts = machine.machine_facts()
+    print(machine.machine_line(facts), flush=True)
 
     params = load_params("monitor", MonitorParams, ROOT / "params.yaml")
     params = replace(params, labelling_sample=0)
@@ -323,7 +338,7 @@ def main() -> None:
         long_chars = chars[chars > np.median(chars)]
         toks = pools["in_domain"]["n_tokens"]
         out = {
-            "command": " ".join(sys.argv), "windows_per_scenario": args.windows,
+            "command": machine.shown_command(), "windows_per_scenario": args.windows,
             "window_size": args.window_size, "params": {k: v for k, v in vars(params).items()},
             "reference": {k: reference.meta[k] for k in ("rows", "accuracy", "estimated_accuracy")}
             | {"calibration_rows": reference.meta["calibration"]["rows"]},
@@ -339,8 +354,7 @@ def main() -> None:
                            round(float(toks.mean()), 1),
                            round(float(toks[chars > np.median(chars)].mean()), 1)]},
             "results": results, "cost": cost,
-            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                        "load_average_before": [round(x, 2) for x in load_before],
+            "machine": {**facts, "load_average_before": [round(x, 2) for x in load_before],
                         "load_average_after": [round(x, 2) for x in os.getloadavg()]},
             "wall_s": round(time.perf_counter() - t_start, 1),
             "reference_and_scoring_s": round(time.perf_counter() - t0, 1),
@@ -356,4 +370,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

@@ -28,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import machine  # noqa: E402
+
 CLASSES = ["refund_request", "delivery_status", "login_problem", "payment_failed",
            "cancel_subscription", "product_defect", "change_address", "account_deletion"]
 
@@ -92,7 +95,8 @@ def naive_bootstrap(y, a, b, n_resamples: int, seed: int) -> list[float]:
 
 
 def main() -> None:
-    from stages.gate import GATE_JSON, load_gate_params, run_gate
+    from stages.artifacts import GATE_METRICS as GATE_JSON
+    from stages.gate import load_gate_params, run_gate
     from stages.stats import encode, paired_bootstrap
 
     parser = argparse.ArgumentParser(description=__doc__,
@@ -100,6 +104,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
+    print(machine.machine_line(), flush=True)
 
     df = synthetic_predictions(args.rows)
     with tempfile.TemporaryDirectory(prefix="gate-bench-") as tmp:
@@ -157,4 +162,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

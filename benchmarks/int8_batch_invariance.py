@@ -1,12 +1,13 @@
 """Dynamic int8: how much a text's scores depend on the texts it runs with, and what scoring each
 text in a call of its own costs. One process, the project's own export and quantize stages.
 
-    python benchmarks/int8_batch_invariance.py --checkpoint /tmp/banking77-checkpoint \\
-        --test ../shared/datasets/banking77/test.csv \\
+    python benchmarks/int8_batch_invariance.py --checkpoint tmp/banking77-checkpoint \\
+        [--test ../shared/datasets/banking77/test.csv] \\
         [--out benchmarks/results/int8_batch_invariance_banking77.json] [--repeats 3]
 
 The checkpoint is a fine-tuned model as train lays it out (``benchmarks/real_data.py
---save-checkpoint DIR`` writes one for Banking77; ``models/checkpoint`` is the sample one).
+--save-checkpoint DIR`` writes one for Banking77; ``models/checkpoint`` is the sample one). Paths
+are relative to the repository root (``tmp/`` there is git-ignored scratch).
 
 1. A temporary project: params.yaml, the test file as data/splits/test.parquet, the checkpoint as
    models/checkpoint; ``python -m stages.export`` then ``python -m stages.quantize`` run there as
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -37,6 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import machine  # noqa: E402
+
 BATCH = 32
 
 
@@ -114,13 +117,18 @@ def throughput(path: Path, texts: list[str], threads: int | None, repeats: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--test", type=Path, required=True, help="CSV or Parquet: text, label")
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="a fine-tuned checkpoint (benchmarks/real_data.py --save-checkpoint)")
+    parser.add_argument("--test", type=Path, default=machine.BANKING77 / "test.csv",
+                        help="CSV or Parquet: text, label (default ../shared/datasets/banking77/test.csv)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-
-    import onnxruntime
+    machine.require(args.checkpoint / "config.json", "the checkpoint",
+                    "pass --checkpoint DIR: a checkpoint as train writes it (real_data.py --save-checkpoint)")
+    machine.require(args.test, "the test file", "pass --test FILE (CSV or Parquet with text, label)")
+    facts = machine.machine_facts()
+    print(machine.machine_line(facts), flush=True)
 
     from stages.onnx_session import encode, load_onnx_model
 
@@ -154,13 +162,11 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
-            "test": str(args.test), "texts": len(texts), "batch": BATCH, "scores": scores,
+            "test": machine.shown_path(args.test), "texts": len(texts), "batch": BATCH, "scores": scores,
             "throughput_int8": speed, "quantize_gate": gate,
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "machine": {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
-                        "cpus": os.cpu_count(), "processor": platform.processor()}},
+            "command": machine.shown_command(), "machine": facts},
             indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import machine  # noqa: E402
+
 PASSING_GATE = {"min_macro_f1": 0.0, "min_accuracy": 0.0, "min_class_recall": 0.0,
                 "tfidf_margin": None}
 
@@ -102,6 +104,7 @@ def main() -> None:
                         help="last stage (default gate); 'all' for the whole dvc.yaml")
     parser.add_argument("--keep", help="build the checkouts here and keep them")
     args = parser.parse_args()
+    print(machine.machine_line(), flush=True)
     until = None if args.until == "all" else args.until
     work = Path(args.keep or tempfile.mkdtemp(prefix="orchestration-"))
     os.environ.update({"PREFECT_HOME": str(work / "prefect-home"), "DO_NOT_TRACK": "1",
@@ -139,4 +142,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

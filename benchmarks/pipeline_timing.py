@@ -24,6 +24,10 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import machine  # noqa: E402
+
 BIN = Path(sys.executable).parent
 
 
@@ -45,6 +49,7 @@ def main() -> None:
     parser.add_argument("--stages", help="comma-separated stages (default: all, in DAG order)")
     parser.add_argument("--keep", type=Path, help="clone here and keep it")
     args = parser.parse_args()
+    print(machine.machine_line(), flush=True)
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="retrainer-timing-"))
     subprocess.run(["git", "clone", "-q", str(REPO), str(work)], check=True)
@@ -73,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

@@ -1,8 +1,10 @@
 """Peak memory of `python -m commands.predict`: the streaming CLI vs the whole-file baseline.
 
     .venv/bin/python benchmarks/predict_memory.py --rows 100000 1000000 --baseline-rows 100000 300000
-    .venv/bin/python benchmarks/predict_memory.py --model /work/main/models/onnx/model.int8.onnx \
+    .venv/bin/python benchmarks/predict_memory.py --model models/onnx/model.int8.onnx \
         --rows 100000 --baseline-rows 100000
+
+(paths relative to the repository root)
 
 Each run is its own child process; its peak RSS is the kernel's high-water mark of the whole
 process (Python, ONNX Runtime, tokenizer, pandas), not a Python-heap estimate: VmHWM from
@@ -32,6 +34,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from benchmarks import machine  # noqa: E402  (stdlib only: the parent stays small, see above)
 
 WORDS = ["where", "is", "my", "package", "refund", "the", "charge", "cancel", "plan", "card",
          "declined", "login", "password", "address", "order", "please", "help", "today"]
@@ -142,6 +146,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="exported ONNX model (default: tiny BERT)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.model is not None:
+        machine.require(args.model, "the ONNX model (--model)",
+                        "pass an exported model, e.g. models/onnx/model.int8.onnx after `dvc repro quantize`,"
+                        " or leave --model out to use the tiny random BERT")
+    print(machine.machine_line(), flush=True)
 
     with tempfile.TemporaryDirectory(prefix="predict-mem-") as tmp_name:
         tmp = Path(tmp_name)
@@ -149,7 +158,8 @@ def main() -> None:
             helper("--_export", str(tmp), str(tmp / "model.txt"))
         model = args.model or Path((tmp / "model.txt").read_text().strip())
         baseline_dir = baseline_module(args.baseline_rev, tmp) if args.baseline_rows else None
-        print(f"model {model if args.model else 'tiny random BERT (tests/tiny_model.py)'}; "
+        shown = machine.shown_path(model) if args.model else "tiny random BERT (tests/tiny_model.py)"
+        print(f"model {shown}; "
               f"baseline: stages/predict.py at {args.baseline_rev}; threads {args.threads}; "
               f"load {os.getloadavg()[0]:.1f}")
         print(f"{'rows':>9} {'version':>9} {'peak RSS MB':>12} {'(wait4)':>8} {'seconds':>8} "
@@ -179,4 +189,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

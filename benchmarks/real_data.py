@@ -1,8 +1,11 @@
 """Real-data benchmark: the default fine-tuning recipe vs TF-IDF, on Banking77, in one process.
 
-    python benchmarks/real_data.py --data ../shared/datasets/banking77 [--per-class 20]
+    python benchmarks/real_data.py [--data ../shared/datasets/banking77] [--per-class 20]
         [--set train.epochs=3 ...] [--out benchmarks/results/real_data_full.json]
-        [--save-checkpoint /tmp/banking77-checkpoint]
+        [--save-checkpoint tmp/banking77-checkpoint]
+
+(paths relative to the repository root, where this runs: it reads params.yaml; ``tmp/`` there is
+git-ignored scratch)
 
 Uses the project's own code and defaults: params.yaml's ``train:`` and ``split:`` sections, the
 split stage with the official test file as the golden test set (its stable hash split carves val
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import sys
 import time
@@ -26,6 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import machine  # noqa: E402
 
 
 def load(root: Path, per_class: int, split_params: object):
@@ -92,7 +96,8 @@ def plot(results: list[Path], png: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path)
+    parser.add_argument("--data", type=Path, default=machine.BANKING77,
+                        help="folder with train.csv, test.csv (default ../shared/datasets/banking77)")
     parser.add_argument("--plot", type=Path, nargs="+", help="result JSON files to draw")
     parser.add_argument("--png", type=Path, default=Path("benchmarks/results/real_data_banking77.png"))
     parser.add_argument("--per-class", type=int, default=0, help="training rows per class (0: all)")
@@ -105,11 +110,13 @@ def main() -> None:
     if args.plot:
         plot(args.plot, args.png)
         return
-    if args.data is None:
-        parser.error("--data is required (or --plot)")
+    for name in ("train.csv", "test.csv"):
+        machine.require(args.data / name, f"the dataset's {name}",
+                        "pass --data DIR, a folder with train.csv and test.csv (text, label)")
+    facts = machine.machine_facts()
+    print(machine.machine_line(facts), flush=True)
 
     import torch
-    import transformers
     import yaml
 
     from stages.common import from_mapping, read_params_file
@@ -154,8 +161,7 @@ def main() -> None:
         "train_wall_s": round(train_s, 1), "tfidf_wall_s": round(tfidf_s, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "params": {k: v for k, v in vars(params).items()}, "overrides": args.set,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "transformers": transformers.__version__, "device": result["summary"]["device"],
+        "machine": {**facts, "device": result["summary"]["device"],
                     "cpu_threads": torch.get_num_threads(),
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                     "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20)
@@ -175,4 +181,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

@@ -15,7 +15,7 @@ worker's own ru_maxrss from the manifest), the engine/predict overhead at equal 
 pools are off (TOKENIZERS_PARALLELISM=false) so "1 worker" means one core.
 
     python benchmarks/scale_scoring.py --rows 1000000 --shards 20     # the tiny random BERT
-    python benchmarks/scale_scoring.py --model-dir /work/main/models/onnx --rows 10000 --shards 4
+    python benchmarks/scale_scoring.py --model-dir models/onnx --rows 10000 --shards 4
 
 predict writes CSV and the engine Parquet (their real output formats); both timings include
 start-up, reading, tokenising, inference and writing.
@@ -36,6 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import machine  # noqa: E402
 
 WORDS = ("my order package refund card payment account password login cancel subscription "
          "delivery address change charged twice declined bank tracking shipped arrived late "
@@ -178,14 +180,21 @@ def main() -> None:
                         "this process, alternated 3 times (no engine: the per-shard code alone)")
     args = parser.parse_args()
     if args.replot:
-        data = json.loads(args.replot.read_text())
+        data = json.loads(machine.require(args.replot, "the results JSON (--replot)",
+                                          "pass a file an earlier run wrote with --json").read_text())
         plot(data["results"], f"{data['rows']:,} texts, {Path(data['model']).name}", args.plot)
         return
+    model_name = "model.int8.onnx" if args.precision == "int8" else "model.onnx"
+    if args.model_dir is not None:
+        machine.require(args.model_dir / model_name, f"the {args.precision} model in --model-dir",
+                        "pass an export folder (`dvc repro quantize` writes models/onnx), or leave "
+                        "--model-dir out to use the tiny random BERT")
+    facts = machine.machine_facts()
+    print(machine.machine_line(facts), flush=True)
     if args.inprocess:
         inprocess(args.model_dir, args.precision, args.inprocess)
         return
-    model_file = (args.model_dir or Path(".")) / ("model.int8.onnx" if args.precision == "int8"
-                                                  else "model.onnx")
+    model_file = (args.model_dir or Path(".")) / model_name
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false",
            "RETRAINER_LOG_LEVEL": "WARNING"}
     results = []
@@ -196,7 +205,7 @@ def main() -> None:
             model_file = args.model_dir / model_file.name
         one, shard_dir = write_inputs(tmp_path, args.rows, args.shards)
         print(f"{args.rows} texts ({one.stat().st_size / 2**20:.1f} MB parquet), {args.shards} "
-              f"shards, model {model_file}", flush=True)
+              f"shards, model {machine.shown_path(model_file)}", flush=True)
         for cores in (1, 2):
             before = load()
             wall, rss, _ = run_polled([sys.executable, "-m", predict_module(), "--model",
@@ -239,8 +248,10 @@ def main() -> None:
         plot(results, f"{args.rows:,} texts, {model_file.name}", args.plot)
     if args.json:
         args.json.write_text(json.dumps({"rows": args.rows, "shards": args.shards,
-                                         "model": str(model_file), "results": results}, indent=2))
+                                         "model": machine.shown_path(model_file), "results": results,
+                                         "command": machine.shown_command(), "machine": facts},
+                                        indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

@@ -1,7 +1,9 @@
 """Load test of the service on loopback: micro-batching on vs off, 1/8/32 clients, a reload.
 
-    .venv/bin/python benchmarks/serve_load.py --onnx-dir /work/main/models/onnx \
-        --test-split /work/main/data/splits/test.parquet --seconds 10
+    .venv/bin/python benchmarks/serve_load.py [--onnx-dir models/onnx] \
+        [--test-split data/splits/test.parquet] --seconds 10
+
+(paths relative to the repository root; the defaults are this checkout's export and test split)
 
 Builds a champion in a temporary directory from an exported model (promote's own code writes
 its reference predictions), starts ``python -m serve`` as a subprocess for each mode
@@ -23,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import resource
 import shutil
 import socket
@@ -38,6 +39,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import machine  # noqa: E402
 
 TOKEN = "benchmark-admin-token"
 FIRST, SECOND = "0000benchaaa", "0000benchbbb"  # the pointer's commit (12 chars go in the version)
@@ -356,9 +359,10 @@ def plot(results: dict[str, Any], clients: list[int], png: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--onnx-dir", type=Path, default=Path("/work/main/models/onnx"))
-    parser.add_argument("--test-split", type=Path,
-                        default=Path("/work/main/data/splits/test.parquet"))
+    parser.add_argument("--onnx-dir", type=Path, default=ROOT / "models/onnx",
+                        help="the exported model (default: models/onnx of this checkout)")
+    parser.add_argument("--test-split", type=Path, default=ROOT / "data/splits/test.parquet",
+                        help="texts to send (default: data/splits/test.parquet of this checkout)")
     parser.add_argument("--seconds", type=float, default=10.0, help="per level (bounded)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--workers", type=int, help="serve.workers (default: params.yaml)")
@@ -371,6 +375,12 @@ def main() -> None:
                         help="alternations between the two servers per level")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/serve_load.json")
     args = parser.parse_args()
+    machine.require(args.onnx_dir / "model.int8.onnx", "the exported model",
+                    "run `dvc repro quantize` in this checkout, or pass --onnx-dir DIR")
+    machine.require(args.test_split, "the test split",
+                    "run `dvc repro split` in this checkout, or pass --test-split FILE (Parquet, `text`)")
+    facts = machine.machine_facts()
+    print(machine.machine_line(facts), flush=True)
 
     import pandas as pd
 
@@ -386,7 +396,7 @@ def main() -> None:
     texts = pd.read_parquet(args.test_split)["text"].astype(str).tolist()
     work = Path(tempfile.mkdtemp(prefix="serve-load-"))
     results: dict[str, Any] = {"load_before": os.getloadavg(), "levels": {}}
-    print(f"building the champion from {args.onnx_dir} in {work}", flush=True)
+    print(f"building the champion from {machine.shown_path(args.onnx_dir)} in {work}", flush=True)
     promote_champion(work, build_champion(work, args.onnx_dir, args.test_split, FIRST), FIRST)
     # the champion promoted during the 32-client run: built now, so only the swap and the
     # service's own load/warm/parity work overlap with the load
@@ -436,17 +446,11 @@ def main() -> None:
                           results["levels"][f"batching_off/{c}"]["throughput_rps"], 2)
             for c in args.clients}
         print("throughput ratio batching on / off:", results["ratios_on_over_off"])
-        import onnxruntime
-
         results["setup"] = {
-            "onnx_dir": str(args.onnx_dir), "seconds_per_level": args.seconds,
+            "onnx_dir": machine.shown_path(args.onnx_dir), "seconds_per_level": args.seconds,
             "serve": {k: serve[k] for k in ("workers", "threads", "ort_spinning", "max_wait_ms",
                                             "max_pad_share", "precision")},
-            "rounds": args.rounds,
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
-            "machine": platform.processor() or platform.machine(),
-            "load_after": os.getloadavg()}
+            "rounds": args.rounds, "machine": facts, "load_after": os.getloadavg()}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         plot(results, args.clients, args.out.with_suffix(".png"))
@@ -459,4 +463,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

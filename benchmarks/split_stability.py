@@ -24,6 +24,10 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import machine  # noqa: E402
+
 CODE = ("stages", "params.yaml")
 
 
@@ -84,6 +88,7 @@ def main() -> None:
     parser.add_argument("--baseline-rev", default="1ff04bb",
                         help="git revision of the baseline split (default: before stable splits)")
     args = parser.parse_args()
+    print(machine.machine_line(), flush=True)
     texts = pd.read_csv(REPO / "data/sample/texts.csv", dtype=str)
     labels = pd.read_csv(REPO / "data/sample/labels.csv", dtype=str)
     results = {}
@@ -98,4 +103,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

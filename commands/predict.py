@@ -2,16 +2,10 @@
 
     python -m commands.predict --model models/onnx/model.int8.onnx --input in.csv --output out.csv
 
-Reads the ``text`` column (and keeps ``id`` when present, else the text), writes ``label`` and
-one ``prob_<class>`` column per class, in the input's row order, atomically. The input is
-streamed in chunks (Parquet row-group batches, CSV chunks, JSON Lines) and the output written
-chunk by chunk to a temporary file that is renamed at the end, so memory stays bounded whatever
-the file size (benchmarks/predict_memory.py: 1M short texts under 1.5 GB peak RSS). The tokenizer
-(``tokenizer/``) and class names (``labels.json``) are found next to the model file. Texts
-longer than the model's max_length are truncated and counted in the summary.
-
-Imports only onnxruntime, tokenizers, numpy and pandas (plus tqdm): no torch, no transformers,
-so a serving image needs neither. tests/test_predict.py checks that.
+Reads ``text`` (keeps ``id``), writes ``label`` and ``prob_<class>`` columns in input order, streamed
+chunk by chunk and renamed into place at the end. Imports only onnxruntime, tokenizers, numpy and
+pandas (plus tqdm): no torch, no transformers (tests/test_predict.py checks that).
+More: docs/onnx.md, docs/hardening.md.
 """
 
 from __future__ import annotations
@@ -54,36 +48,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def iter_text_chunks(path: Path, chunk_rows: int = 10_000) -> Any:
     """The input in chunks with a string ``text`` column; StageError for what a user can fix."""
+    from stages.scoring import text_table
     from stages.tables import iter_table_chunks
 
     if not path.is_file():
         raise StageError(f"input file not found: {path}", fix="check --input")
     for df in iter_table_chunks(str(path), "input", chunk_rows):
-        if "text" not in df.columns:
-            raise StageError(f"input has no 'text' column (columns: {list(df.columns)})",
-                             where=str(path), fix="name the column holding the texts 'text'")
-        df["text"] = df["text"].fillna("").astype(str)
-        yield df
-
-
-def score_chunk(model: Any, df: Any, batch_size: int) -> tuple[Any, dict[str, int]]:
-    """One chunk scored: the output rows and its counts (rows, truncated, empty texts)."""
-    import pandas as pd
-
-    from stages.metrics import softmax
-    from stages.onnx_session import encode, run_logits
-
-    texts = df["text"].tolist()
-    encodings = encode(model, texts)
-    probs = softmax(run_logits(model, encodings, batch_size=batch_size))
-    keep = "id" if "id" in df.columns else "text"
-    out = pd.DataFrame({keep: df[keep].to_numpy()})
-    out["label"] = [model.labels[i] for i in probs.argmax(axis=1)]
-    for j, name in enumerate(model.labels):
-        out[f"prob_{name}"] = probs[:, j].round(6)
-    counts = {"rows": len(texts), "truncated": sum(1 for e in encodings if e.overflowing),
-              "empty_texts": sum(1 for t in texts if not t.strip())}
-    return out, counts
+        yield text_table(df, "input", str(path))
 
 
 def summarise(model: Any, counts: dict[str, int], provider_name: str,
@@ -101,6 +72,7 @@ def predict_file(model_path: Path, input_path: Path, output_path: Path, batch_si
     from stages.common import progress
     from stages.io import atomic_path
     from stages.onnx_session import load_onnx_model, provider
+    from stages.scoring import score_table
 
     model = load_onnx_model(model_path, threads=threads, device=device)
     totals = {"rows": 0, "truncated": 0, "empty_texts": 0}
@@ -108,7 +80,7 @@ def predict_file(model_path: Path, input_path: Path, output_path: Path, batch_si
     with atomic_path(output_path) as tmp, tmp.open("w", encoding="utf-8", newline="") as f, \
             progress(None, desc="predict", unit="row") as bar:
         for df in iter_text_chunks(input_path, chunk_rows):
-            out, counts = score_chunk(model, df, batch_size)
+            out, counts = score_table(model, df, batch_size)
             out.to_csv(f, index=False, header=totals["rows"] == 0)
             for k, v in counts.items():
                 totals[k] += v

@@ -3,24 +3,10 @@
     python -m commands.promote                        # only after a passed, current gate
     python -m commands.promote --force --reason TEXT  # overrides a failed gate, on the record
 
-Not a DVC stage because it writes what evaluate reads (models/champion.json): as a stage it would
-close a cycle. Steps, each refusing with a message when something is off:
-
-1. metrics/gate.json says passed (or --force with a reason), and it is current: it was computed
-   from the metrics/eval.json and predictions in the workspace, and `dvc status --with-deps gate`
-   (``evaluate`` with --force, as a failed gate is never recorded in dvc.lock) is clean;
-2. models/checkpoint is copied into a temporary sibling of models/champion with metrics.json and
-   data_profile.json beside it, then swapped in (the old champion is kept aside until the end);
-   the checkpoint's training_data.json (hashes of the texts it trained and was selected on) goes
-   with it, so later evaluations compare only on test rows the champion never saw. The ONNX
-   export (models/onnx, which `dvc status export quantize` must show current) goes into
-   models/champion/onnx/ with the test predictions of its fp32 and int8 files, which the service
-   must reproduce before it serves the champion (serve/model.py);
-3. `dvc add models/champion`, models/champion.json (the pointer evaluate depends on) and a line in
-   reports/gate_history.jsonl, then one `git commit` of exactly those files.
-
-If any step fails, the previous champion directory, its .dvc file, the pointer, .gitignore and the
-history are put back as they were: a half-done promotion never replaces a working champion.
+Checks the gate is passed and current, swaps models/checkpoint (and its ONNX export) into
+models/champion, runs `dvc add`, updates models/champion.json and commits it with the run's results.
+If any step fails, the previous champion is put back as it was.
+More: docs/gates.md.
 """
 
 from __future__ import annotations
@@ -55,7 +41,7 @@ from stages.artifacts import GATE_HISTORY as HISTORY
 from stages.artifacts import GATE_METRICS as GATE_JSON
 from stages.common import StageError, get_logger, run_cli
 from stages.io import read_json, sha256_file, write_json, write_text
-from stages.vcs import dvc, git_identity, git_try, head_commit, run
+from stages.vcs import dvc, git, git_identity, git_try, head_commit, run
 
 log = get_logger(__name__)
 
@@ -108,6 +94,39 @@ def check_current(gate: dict[str, Any], force: bool) -> None:
                          where="dvc status export quantize",
                          fix="run `dvc repro quantize` (after a failed gate: `dvc repro "
                              "--single-item export quantize`), then promote")
+
+
+def check_code_committed() -> None:
+    """Refuse when a file the run depends on (per dvc.lock), or dvc.yaml, differs from HEAD:
+    the promote commit would then record a dvc.lock that no commit can reproduce."""
+    import yaml
+
+    lock_file = Path("dvc.lock")
+    if not lock_file.is_file():
+        return
+    lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
+    deps = {dep["path"] for stage in (lock.get("stages") or {}).values()
+            for dep in stage.get("deps") or [] if "path" in dep}
+    results = {p.as_posix() for p in artifacts.RUN_RESULT_PATHS}
+    code = sorted(p for p in deps | {"dvc.yaml"}
+                  if p not in results and not p.startswith(tuple(r + "/" for r in results)))
+    changed = (git("ls-files", "--modified", "--others", "--exclude-standard", "--", *code,
+                   what="git ls-files") + "\n"
+               + git("diff", "--cached", "--name-only", "--", *code, what="git diff --cached"))
+    dirty = sorted({line for line in changed.splitlines() if line.strip()})
+    if dirty:
+        shown = ", ".join(dirty[:8]) + (f" and {len(dirty) - 8} more" if len(dirty) > 8 else "")
+        raise StageError(f"the run used files that are not committed: {shown}; the champion's "
+                         "commit would record a dvc.lock that no commit reproduces",
+                         where="git status",
+                         fix=f"commit them first (git add {' '.join(dirty[:8])} && git commit -m "
+                             "'...'), then promote; promote commits dvc.lock, params and "
+                             "metrics with the champion")
+
+
+def run_results() -> list[str]:
+    """The run's results that live in git (dvc.lock, params, metrics, plots, reports)."""
+    return [p.as_posix() for p in artifacts.RUN_RESULT_PATHS if p.exists()]
 
 
 def headline(ev: dict[str, Any]) -> dict[str, Any]:
@@ -218,9 +237,9 @@ def install(ev: dict[str, Any], gate: dict[str, Any], profile: dict[str, Any], f
                  "previous": previous and {"promoted_at": previous.get("promoted_at"),
                                            "metrics": previous.get("metrics")}}
         write_text(HISTORY, history + json.dumps(entry) + "\n")
-        paths = [p.as_posix() for p in TRACKED if p.is_file()]
+        paths = [p.as_posix() for p in TRACKED if p.is_file()] + run_results()
         staged = paths
-        run(["git", "add", "--", *paths], "git add")
+        run(["git", "add", "-A", "--", *paths], "git add")
         run(["git", "commit", "-q", "-m", commit_message(record, gate), "--", *paths],
             "git commit")
     except BaseException:
@@ -259,6 +278,7 @@ def promote(force: bool = False, reason: str | None = None) -> dict[str, Any]:
     identity = git_identity()
     log.info("checking that %s is current (dvc status)", GATE_JSON)
     check_current(gate, force)
+    check_code_committed()
     ev = read_json(EVAL_JSON)
     log.info("profiling the training data for the champion")
     profile = profile_of_ingested_data()

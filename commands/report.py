@@ -2,24 +2,10 @@
 
     python -m commands.report --base main [--head workspace|<rev>] --out reports/pr.md
 
-A reviewer wants one page that says what changed and why the gate said what it said: the metric
-diff (with a confidence interval where one exists), the changed params, the gate verdict and its
-failing checks, the data and label changes (relabelled ids above all), before/after plots and the
-commands that reproduce both sides. DVC already diffs metrics and params between revisions, so
-those numbers come from its Python API (what `dvc metrics diff` / `dvc params diff` print); this
-module adds what DVC lacks: relative change, CIs, the gate's reasons, a row-level data diff and
-plots rendered as PNG files next to the markdown (`dvc plots diff` renders HTML only).
-
-Every file is read at the revision it belongs to: git-tracked files with `git show <rev>:<path>`,
-DVC-tracked ones with `dvc.api.read(path, rev=...)` (local cache, else the DVC remote), and the
-working tree from disk when ``--head workspace``. Nothing is read from anywhere else, so the
-report works offline and locally as well as in CI, in a few seconds (no Prefect, no torch).
-
-The report is meant to be posted on a (possibly public) pull request, so it never quotes a
-customer text unless ``report.show_texts`` is true in params.yaml: rows are shown by id and text
-hash. Every value that comes from the data (ids, labels, annotators, texts) is escaped so that it
-renders as plain text: no @-mention, no image or link, no HTML, no table broken by a pipe or a
-newline.
+Metric and param diffs (from DVC's API) plus what DVC lacks: relative change, CIs, the gate's
+reasons, a row-level data diff and PNG plots. Every file is read at its own revision, offline; no
+customer text unless ``report.show_texts``, and every data value is escaped (stages.markdown_safety).
+More: docs/review.md.
 """
 
 from __future__ import annotations
@@ -28,15 +14,16 @@ import argparse
 import hashlib
 import io
 import json
-import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stages import artifacts
-from stages.common import StageError, get_logger, load_params, run_cli
+from stages.common import StageError, get_logger, load_params, params_section, run_cli
 from stages.io import atomic_path, write_text
+from stages.markdown_safety import code, defuse_markdown, escape_markdown, text_hash
+from stages.report_format import MISSING, ci, md_table, num, signed
+from stages.vcs import file_at_revision, git_try
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,9 +31,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 WORKSPACE = "workspace"
-METRIC_FILES = tuple(str(p) for p in (
-    artifacts.EVAL_METRICS, artifacts.GATE_METRICS, artifacts.DATA_METRICS, artifacts.TRAIN_METRICS,
-    artifacts.PARITY_METRICS, artifacts.QUANTIZE_METRICS, artifacts.EXPORT_METRICS))
+METRIC_FILES = tuple(str(p) for p in artifacts.METRIC_FILES)  # DVC's diffs name files as strings
 EVAL, GATE, TRAIN, EXPORT = (str(p) for p in (artifacts.EVAL_METRICS, artifacts.GATE_METRICS,
                                                artifacts.TRAIN_METRICS, artifacts.EXPORT_METRICS))
 # (file, flattened key) -> short title, in the order of the headline table (a PR column is narrow)
@@ -71,10 +56,9 @@ PLOTS = (("confusion", str(artifacts.CONFUSION_CSV), "Confusion matrix (test spl
 MAX_EXAMPLES = 10        # example rows per data-diff table
 MAX_DETAIL_ROWS = 200    # rows per metric file in the collapsed full diff
 BOOTSTRAP_RESAMPLES = 1000
-FIG_WIDTH_IN, FIG_DPI = 8.0, 100   # 800 px: a PR comment column shows it at full size
-FONT = 10
 
 
+@params_section("report")
 @dataclass(frozen=True)
 class ReportParams:
     """``report:`` in params.yaml."""
@@ -85,35 +69,8 @@ class ReportParams:
     show_texts: bool = False
 
 
-# ==================================================================================================
-# Report-local helpers: number formatting, markdown tables, escaping, git. The shared formatting /
-# table / git helpers land in their own modules at the merge; these are the ones to swap, in one
-# block so that the swap is one edit: fmt, signed, ci_text, relative, delta, pct, cell, table,
-# git, digest, read_table_bytes. escape_markdown, code and defuse_markdown are the report's
-# security boundary (PR comments) and stay here.
-# ==================================================================================================
-
-def fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.4g}"
-    return str(value)
-
-
-def signed(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:+.4f}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:+.4g}"
-    return f"{value:+d}"
-
-
-def ci_text(ci: list[float] | None) -> str:
-    return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "—"
-
+# ------------------------------------------------------------------------ base -> head changes
+# (numbers, tables and escaping come from stages.report_format and stages.markdown_safety)
 
 def relative(old: Any, new: Any) -> float | None:
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new)):
@@ -133,95 +90,11 @@ def delta(old: Any, new: Any) -> Any:
 
 def pct(old: Any, new: Any) -> str:
     rel = relative(old, new)
-    return "—" if rel is None else f"{rel:+.1%}"
-
-
-def cell(text: Any) -> str:
-    """A value safe inside a markdown table cell: no pipe ends the cell, no newline the row."""
-    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).replace("|", "\\|")
-
-
-def table(header: list[str], rows: list[list[Any]], align: str | None = None) -> list[str]:
-    align = align or "l" + "r" * (len(header) - 1)
-    marks = ["---:" if a == "r" else ":---:" if a == "c" else "---" for a in align]
-    return (["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
-            + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])
-
-
-def git(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True)
+    return MISSING if rel is None else f"{rel:+.1%}"
 
 
 def digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:12]
-
-
-def read_table_bytes(raw: bytes, path: str) -> pd.DataFrame:
-    import pandas as pd
-
-    buf = io.BytesIO(raw)
-    if path.endswith(".parquet"):
-        return pd.read_parquet(buf)
-    if path.endswith((".jsonl", ".json")):
-        return pd.read_json(buf, lines=True, dtype=False)
-    return pd.read_csv(buf, dtype=str, keep_default_na=False, na_values=[""])
-
-
-# Characters that start markdown syntax (CommonMark + GFM: emphasis, code, links, images, headings,
-# lists, strikethrough, autolinks, HTML tags and entities); each is backslash-escaped. The pipe is
-# left to table(), which escapes it in every cell (escaping it twice would end the cell).
-_MD_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!~<>&:;\"'=$%^])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2069]")
-ZWSP = "\u200b"  # breaks @-mentions, #references and bare URLs without changing what one reads
-
-
-def _defang(text: str) -> str:
-    """Break what GitHub links from plain text: @user / @org/team mentions, #123 and org/repo#123
-    references (they notify people and other repositories) and bare URLs (autolinks)."""
-    text = re.sub(r"@(?=\w)", "@" + ZWSP, text)
-    text = re.sub(r"#(?=\w)", "#" + ZWSP, text)
-    text = re.sub(r"(?i)\b(https?|ftp|file|mailto|www)(?=[:.])", lambda m: m.group(1) + ZWSP, text)
-    return text
-
-
-def escape_markdown(text: Any, width: int | None = None) -> str:
-    """``text`` as inert plain text for a markdown table cell (table() escapes its pipes): one
-    line, no markup, no HTML, no mention, no link or image; shortened to ``width`` characters."""
-    text = "" if text is None or text != text else _CONTROL.sub("", str(text))
-    text = " ".join(text.split())               # newlines, tabs and runs of spaces: one space
-    if width and len(text) > width:
-        text = text[: width - 1] + "…"
-    # defang first: GFM links bare URLs in the parsed text, after backslash escapes are gone
-    return _MD_PUNCT.sub(r"\\\1", _defang(text))  # `\<` is a literal <: no HTML tag opens
-
-
-def code(text: Any) -> str:
-    """``text`` as an inline code span for a table cell (ids, labels; table() escapes pipes):
-    code spans render no markup, HTML or mention; a fence longer than any backtick run inside
-    keeps it closed."""
-    text = " ".join(_CONTROL.sub("", str(text)).split())
-    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") or not text else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def defuse_markdown(text: str) -> str:
-    """Markdown written by the pipeline (reports/gate.md) embedded as markdown, with what a data
-    value inside it (a class name in a check name, a slice value) could smuggle in made inert:
-    raw HTML, images, links, mentions, references, bare URLs."""
-    # `<` opens every HTML tag and `&` every entity (`&#64;` is an @); `>` alone is a blockquote
-    text = _CONTROL.sub("", text).replace("&", "&amp;").replace("<", "&lt;")
-    text = text.replace("![", "!\\[").replace("](", "]\\(")
-    return _defang(text)
-
-
-def text_hash(text: Any) -> str:
-    """The text's training-data fingerprint: matches checkpoints' training_data.json."""
-    from stages.data import text_fingerprint
-
-    return "—" if text is None or text != text else text_fingerprint(str(text))
-
-# ================================================================= end of the report-local helpers
 
 
 @dataclass(frozen=True)
@@ -253,7 +126,7 @@ class Side:
 # ---------------------------------------------------------------------------------------- reading
 
 def repo_root(start: Path) -> Path:
-    proc = git(start, "rev-parse", "--show-toplevel")
+    proc = git_try("rev-parse", "--show-toplevel", cwd=start)
     if proc.returncode != 0:
         raise StageError("not inside a git repository", where=str(start),
                          fix="run the report from the project's repository root")
@@ -270,16 +143,17 @@ def resolve_side(root: Path, role: str, spec: str) -> Side:
         if role == "base":
             raise StageError("--base must be a git revision, not the working tree",
                              fix="e.g. --base main or --base origin/main")
-        top = git(root, "log", "-1", "--format=%h %s").stdout.decode().strip()
+        top = git_try("log", "-1", "--format=%h %s", cwd=root).stdout.decode().strip()
         return Side(role, spec, None, f"on top of {top}" if top else "")
     # --end-of-options: a revision that starts with '-' is a name, never a git option
-    proc = git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{spec}^{{commit}}")
+    proc = git_try("rev-parse", "--verify", "--quiet", "--end-of-options", f"{spec}^{{commit}}",
+                   cwd=root)
     if proc.returncode != 0 or not spec.strip():
         raise StageError(f"unknown git revision '{spec}' (--{role})", where=str(root),
                          fix="use a branch, tag or commit that exists in this clone; fetch it "
                              "first (git fetch origin), and in CI check out with fetch-depth: 0")
     sha = proc.stdout.decode().strip()
-    subject = git(root, "log", "-1", "--format=%s", sha, "--").stdout.decode().strip()
+    subject = git_try("log", "-1", "--format=%s", sha, "--", cwd=root).stdout.decode().strip()
     return Side(role, spec, sha, subject)
 
 
@@ -288,9 +162,9 @@ def read_at(root: Path, side: Side, path: str) -> tuple[bytes | None, str]:
     if side.sha is None:
         file = root / path
         return (file.read_bytes(), "working tree") if file.is_file() else (None, "absent")
-    proc = git(root, "show", f"{side.sha}:{path}", "--")
-    if proc.returncode == 0:
-        return proc.stdout, "git"
+    raw = file_at_revision(side.sha, path, cwd=root)
+    if raw is not None:
+        return raw, "git"
     try:
         import dvc.api
 
@@ -332,11 +206,14 @@ def prediction_ci(root: Path, base: Side, head: Side, labels: list[str] | None) 
     raw_h, _ = read_at(root, head, PREDICTIONS)
     if not raw_b or not raw_h:
         return None
+    import pandas as pd
+
     from stages import stats
     from stages.data import seen_fingerprints, text_fingerprint
 
-    b = read_table_bytes(raw_b, PREDICTIONS)[["id", "candidate_pred"]]
-    h = read_table_bytes(raw_h, PREDICTIONS)[["id", "text", "label", "candidate_pred"]]
+    # written by evaluate, not a user's table: read as it is (its flag columns are booleans)
+    b = pd.read_parquet(io.BytesIO(raw_b))[["id", "candidate_pred"]]
+    h = pd.read_parquet(io.BytesIO(raw_h))[["id", "text", "label", "candidate_pred"]]
     rows = h.merge(b, on="id", suffixes=("_head", "_base"))
     shared = len(rows)
     keys = rows["text"].map(text_fingerprint)
@@ -369,11 +246,11 @@ def metrics_section(mdiff: dict, base_metrics: dict[str, dict | None],
         return lines + ["No metrics on either side yet: run `dvc repro`.", ""]
     status = {f: ("new" if base_metrics[f] is None else "removed" if head_metrics[f] is None
                   else "both") for f in present}
-    lines += table(["metrics file", "base", "head", "changed values"],
-                   [[f"`{f}`", "new" if status[f] == "new" else "yes",
-                     "removed" if status[f] == "removed" else "yes",
-                     sum(1 for r in mdiff.get(f, {}).values() if r.get("old") != r.get("new"))]
-                    for f in present], "lccr")
+    lines += md_table(["metrics file", "base", "head", "changed values"],
+                      [[f"`{f}`", "new" if status[f] == "new" else "yes",
+                        "removed" if status[f] == "removed" else "yes",
+                        sum(1 for r in mdiff.get(f, {}).values() if r.get("old") != r.get("new"))]
+                       for f in present], "lccr")
     boot_ci = {m: boot[m]["ci95"] for m in ("macro_f1", "accuracy")} if boot else {}
     rows = []
     for (file, key), title in HEADLINE.items():
@@ -382,11 +259,11 @@ def metrics_section(mdiff: dict, base_metrics: dict[str, dict | None],
             continue
         old, new = row.get("old"), row.get("new")
         metric = key.removeprefix("candidate.") if file.endswith("eval.json") else None
-        rows.append([f"{title} `{key}`", fmt(old), fmt(new), delta(old, new), pct(old, new),
-                     ci_text(boot_ci.get(metric or ""))])
+        rows.append([f"{title} `{key}`", num(old), num(new), delta(old, new), pct(old, new),
+                     ci(boot_ci.get(metric or ""))])
     if rows:
         lines += ["", "### Headline", ""]
-        lines += table(["metric", "base", "head", "Δ", "Δ %", "95% CI of Δ"], rows)
+        lines += md_table(["metric", "base", "head", "Δ", "Δ %", "95% CI of Δ"], rows)
     notes = []
     if boot:
         left_out = [f"{n} that the {role} model trained on" for role, n in
@@ -409,10 +286,10 @@ def metrics_section(mdiff: dict, base_metrics: dict[str, dict | None],
         notes.append("Head candidate vs champion (from the head's `metrics/gate.json`, paired "
                      "bootstrap on the same test rows): Δ macro-F1 = "
                      f"{comparison['macro_f1']['diff']:+.4f} "
-                     f"{ci_text(comparison['macro_f1']['ci95'])}"
+                     f"{ci(comparison['macro_f1']['ci95'])}"
                      f", Δ accuracy = {comparison['accuracy']['diff']:+.4f} "
-                     f"{ci_text(comparison['accuracy']['ci95'])} (95% CI); McNemar p = "
-                     f"{fmt(comparison.get('mcnemar', {}).get('p_value'))}.")
+                     f"{ci(comparison['accuracy']['ci95'])} (95% CI); McNemar p = "
+                     f"{num(comparison.get('mcnemar', {}).get('p_value'))}.")
     lines += [""] + [f"- {n}" for n in notes] + [""]
     for file in present:
         changed = sorted((k, r) for k, r in mdiff.get(file, {}).items()
@@ -423,19 +300,19 @@ def metrics_section(mdiff: dict, base_metrics: dict[str, dict | None],
         if not changed:
             lines += [f"- {summary}", ""]
             continue
-        body = table(["metric", "base", "head", "Δ", "Δ %"],
-                     [[f"`{k}`", fmt(r.get("old")), fmt(r.get("new")),
-                       delta(r.get("old"), r.get("new")), pct(r.get("old"), r.get("new"))]
-                      for k, r in changed[:MAX_DETAIL_ROWS]])
+        body = md_table(["metric", "base", "head", "Δ", "Δ %"],
+                        [[f"`{k}`", num(r.get("old")), num(r.get("new")),
+                          delta(r.get("old"), r.get("new")), pct(r.get("old"), r.get("new"))]
+                         for k, r in changed[:MAX_DETAIL_ROWS]])
         if len(changed) > MAX_DETAIL_ROWS:
             body.append(f"\n… and {len(changed) - MAX_DETAIL_ROWS} more: `dvc metrics diff`.")
         lines += ["<details>", f"<summary>{summary}</summary>", "", *body, "", "</details>", ""]
     return lines
 
 
-def params_section(pdiff: dict) -> list[str]:
+def params_diff_section(pdiff: dict) -> list[str]:
     lines = ["## Params (changed only)", ""]
-    exact = lambda v: "—" if v is None else code(json.dumps(v))  # noqa: E731  params: as written
+    exact = lambda v: MISSING if v is None else code(json.dumps(v))  # noqa: E731  params: as written
     rows = [[code(k), exact(r.get("old")), exact(r.get("new")), code(file)]
             for file, changes in pdiff.items() for k, r in changes.items()
             if r.get("old") != r.get("new")]
@@ -443,9 +320,9 @@ def params_section(pdiff: dict) -> list[str]:
         return lines + ["No parameter changed.", ""]
     files = {r[3] for r in rows}
     if files == {code("params.yaml")}:             # the usual case: no column for it
-        return lines + ["In `params.yaml`:", ""] + table(
+        return lines + ["In `params.yaml`:", ""] + md_table(
             ["param", "base", "head"], [r[:3] for r in rows], "lll") + [""]
-    return lines + table(["param", "base", "head", "file"], rows, "lllc") + [""]
+    return lines + md_table(["param", "base", "head", "file"], rows, "lllc") + [""]
 
 
 def verdict(gate: dict | None) -> str:
@@ -469,11 +346,11 @@ def gate_section(root: Path, base: Side, head: Side, base_gate: dict | None,
     lines.append("")
     if failing:
         lines += ["### Failing checks", ""]
-        lines += table(["check", "value", "threshold", "Δ vs champion", "95% CI of Δ", "blocks"],
-                       [[code(c["name"]), fmt(c.get("value")), fmt(c.get("threshold")),
-                         signed(c.get("delta_vs_champion")), ci_text(c.get("ci95")),
-                         "yes" if c.get("blocking") else "warn"]
-                        for c in failing], "lrrrrc")
+        lines += md_table(["check", "value", "threshold", "Δ vs champion", "95% CI of Δ", "blocks"],
+                          [[code(c["name"]), num(c.get("value")), num(c.get("threshold")),
+                            signed(c.get("delta_vs_champion")), ci(c.get("ci95")),
+                            "yes" if c.get("blocking") else "warn"]
+                           for c in failing], "lrrrrc")
         why = [f"- {code(c['name'])}: {escape_markdown(c['detail'])}" for c in failing
                if c.get("detail")]
         lines += (["", "Why:", "", *why] if why else []) + [""]
@@ -500,6 +377,8 @@ def load_data(root: Path, side: Side) -> tuple[pd.DataFrame | None, str]:
     """Labelled texts of one side: the DVC outputs of ingest, else the ingest sources in params."""
     import yaml
 
+    from stages.tables import read_table_bytes
+
     sources = [(TEXTS, LABELS)]
     raw_params, _ = read_at(root, side, "params.yaml")
     ingest = ((yaml.safe_load(raw_params) or {}).get("ingest") or {}) if raw_params else {}
@@ -511,8 +390,8 @@ def load_data(root: Path, side: Side) -> tuple[pd.DataFrame | None, str]:
         raw_t, why_t = read_at(root, side, texts_path)
         raw_l, why_l = read_at(root, side, labels_path)
         if raw_t and raw_l:
-            texts = read_table_bytes(raw_t, texts_path)
-            labels = read_table_bytes(raw_l, labels_path)
+            texts = read_table_bytes(raw_t, texts_path, f"{side.role} texts")
+            labels = read_table_bytes(raw_l, labels_path, f"{side.role} labels")
             keep = [c for c in ("id", "label", "annotator") if c in labels]
             df = texts[["id", "text"]].merge(labels[keep], on="id", how="outer")
             df["id"] = df["id"].astype(str)
@@ -545,10 +424,10 @@ def data_section(root: Path, base: Side, head: Side,
                       .to_numpy()]
     counts = {"added": len(added), "removed": len(removed), "relabelled": len(relabelled),
               "text_changed": len(retexted)}
-    lines += table(["", "base", "head"],
-                   [["labelled rows", int(b["label"].notna().sum()), int(h["label"].notna().sum())],
-                    ["texts", int(b["text"].notna().sum()), int(h["text"].notna().sum())],
-                    ["classes", b["label"].nunique(), h["label"].nunique()]])
+    lines += md_table(["", "base", "head"],
+                      [["labelled rows", int(b["label"].notna().sum()), int(h["label"].notna().sum())],
+                       ["texts", int(b["text"].notna().sum()), int(h["text"].notna().sum())],
+                       ["classes", b["label"].nunique(), h["label"].nunique()]])
     lines += ["", f"Rows added: **{len(added)}**, removed: **{len(removed)}**, relabelled "
               f"(same id, new label): **{len(relabelled)}**, text changed (same id): "
               f"**{len(retexted)}**.", ""]
@@ -560,12 +439,12 @@ def data_section(root: Path, base: Side, head: Side,
     if len(relabelled):
         lines += [f"### Relabelled ids ({len(relabelled)})", ""]
         annot = "annotator" in h
-        rows = [[code(i), row_text(h.at[i, "text"], show_texts), code(fmt(b.at[i, "label"])),
-                 code(fmt(h.at[i, "label"]))] + ([code(fmt(h.at[i, "annotator"]))] if annot else [])
+        rows = [[code(i), row_text(h.at[i, "text"], show_texts), code(num(b.at[i, "label"])),
+                 code(num(h.at[i, "label"]))] + ([code(num(h.at[i, "annotator"]))] if annot else [])
                 for i in sorted(relabelled)[:MAX_EXAMPLES]]
         extra = ["annotator"] if annot else []
-        lines += table(["id", text_column, "base label", "head label", *extra], rows,
-                       "l" * (4 + len(extra)))
+        lines += md_table(["id", text_column, "base label", "head label", *extra], rows,
+                          "l" * (4 + len(extra)))
         if len(relabelled) > MAX_EXAMPLES:
             lines += ["", "<details><summary>all relabelled ids</summary>", "",
                       ", ".join(code(i) for i in sorted(relabelled)), "", "</details>"]
@@ -575,140 +454,31 @@ def data_section(root: Path, base: Side, head: Side,
         if len(ids):
             lines += [f"<details><summary>{title} ({len(ids)}; first {min(len(ids), MAX_EXAMPLES)})"
                       "</summary>", ""]
-            lines += table(["id", text_column, "label"],
-                           [[code(i), row_text(df.at[i, "text"], show_texts),
-                             code(fmt(df.at[i, "label"]))]
-                            for i in sorted(ids)[:MAX_EXAMPLES]], "lll")
+            lines += md_table(["id", text_column, "label"],
+                              [[code(i), row_text(df.at[i, "text"], show_texts),
+                                code(num(df.at[i, "label"]))]
+                               for i in sorted(ids)[:MAX_EXAMPLES]], "lll")
             lines += ["", "</details>", ""]
     dist_b, dist_h = b["label"].value_counts(), h["label"].value_counts()
     classes = sorted(set(dist_b.index) | set(dist_h.index))
     nb, nh = max(int(dist_b.sum()), 1), max(int(dist_h.sum()), 1)
     lines += ["### Class distribution", ""]
-    lines += table(["class", "base", "head", "Δ", "base share", "head share"],
-                   [[code(c), int(dist_b.get(c, 0)), int(dist_h.get(c, 0)),
-                     f"{int(dist_h.get(c, 0)) - int(dist_b.get(c, 0)):+d}",
-                     f"{dist_b.get(c, 0) / nb:.1%}", f"{dist_h.get(c, 0) / nh:.1%}"]
-                    for c in classes])
+    lines += md_table(["class", "base", "head", "Δ", "base share", "head share"],
+                      [[code(c), int(dist_b.get(c, 0)), int(dist_h.get(c, 0)),
+                        f"{int(dist_h.get(c, 0)) - int(dist_b.get(c, 0)):+d}",
+                        f"{dist_b.get(c, 0) / nb:.1%}", f"{dist_h.get(c, 0) / nh:.1%}"]
+                       for c in classes])
     return lines + [""], counts
 
 
 # ---------------------------------------------------------------------------------------- plots
 
-SIDE_STYLE = {"base": {"color": "#9a9a9a", "linestyle": "--"},
-              "head": {"color": "#1f77b4", "linestyle": "-"}}
-
-
-def render_comparison(name: str, frames: dict[str, pd.DataFrame], captions: dict[str, str],
-                      title: str, path: Path) -> None:
-    """One 800 px PNG comparing base and head (whichever sides have data) on shared axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    plt.rcParams.update({"font.size": FONT, "axes.titlesize": FONT + 1})
-    roles = [r for r in ("base", "head") if r in frames]
-    if name == "confusion":
-        labels = sorted({str(v) for df in frames.values()
-                         for v in pd.concat([df["actual"], df["predicted"]])})
-        cms = {r: pd.crosstab(pd.Categorical(frames[r]["actual"].astype(str), labels),
-                              pd.Categorical(frames[r]["predicted"].astype(str), labels),
-                              dropna=False).to_numpy() for r in roles}
-        stacked = len(labels) > 10 or len(roles) == 1   # many classes: one full-width panel each
-        side = FIG_WIDTH_IN if stacked else FIG_WIDTH_IN / 2
-        fig, axes = plt.subplots(len(roles) if stacked else 1, 1 if stacked else len(roles),
-                                 figsize=(FIG_WIDTH_IN, side * (len(roles) if stacked else 1) + 0.9),
-                                 squeeze=False, sharex=True, sharey=True, layout="constrained")
-        vmax = max(int(cm.max()) for cm in cms.values()) or 1   # one colour scale for both
-        small = len(labels) > 6
-        for ax, role in zip(axes.flat, roles, strict=True):
-            cm = cms[role]
-            ax.imshow(cm, cmap="Blues", vmin=0, vmax=vmax)
-            ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right",
-                          fontsize=FONT - 2 if small else FONT)
-            ax.set_yticks(range(len(labels)), labels, fontsize=FONT - 2 if small else FONT)
-            ax.set_xlabel("predicted")
-            ax.set_title(captions[role])
-            if len(labels) <= 20:
-                for i in range(len(labels)):
-                    for j in range(len(labels)):
-                        if cm[i, j]:
-                            ax.text(j, i, int(cm[i, j]), ha="center", va="center",
-                                    fontsize=FONT - 2, color="white" if cm[i, j] > vmax / 2
-                                    else "black")
-        for ax in axes[:, 0]:
-            ax.set_ylabel("actual")
-    elif name == "per_class_f1":
-        f1 = {r: frames[r].assign(label=frames[r]["label"].astype(str)).set_index("label")["f1"]
-              .astype(float) for r in roles}
-        labels = sorted(set().union(*(s.index for s in f1.values())))
-        if len(labels) > 30 and len(roles) == 2:     # keep it readable: the 30 biggest changes
-            change = (f1["head"].reindex(labels) - f1["base"].reindex(labels)).abs().fillna(1)
-            labels = sorted(change.sort_values(ascending=False).index[:30])
-            title += " (the 30 classes that changed most)"
-        labels = labels[:30]
-        fig, ax = grouped_bars(f1, labels, roles, captions, "%.3f", 1.2, 0.25)
-        ax.set(xlim=(0, 1.08), xlabel="F1 on the test split")
-    elif name == "train_epochs":
-        losses = [c for c in ("train_loss", "val_loss")
-                  if any(c in df for df in frames.values())]
-        scores = [c for c in ("val_macro_f1", "val_accuracy")
-                  if any(c in df for df in frames.values())]
-        panels = [(cols, ylabel) for cols, ylabel in ((losses, "loss (cross-entropy)"),
-                                                      (scores, "validation score"))
-                  if cols]
-        fig, axes = plt.subplots(1, len(panels), figsize=(FIG_WIDTH_IN, 3.6), sharex=True,
-                                 squeeze=False, layout="constrained")
-        markers = {"train_loss": "o", "val_loss": "s", "val_macro_f1": "o", "val_accuracy": "s"}
-        for ax, (cols, ylabel) in zip(axes.flat, panels, strict=True):
-            for role in roles:
-                df = frames[role]
-                for col in cols:
-                    if col in df:
-                        ax.plot(pd.to_numeric(df["epoch"]), pd.to_numeric(df[col]),
-                                marker=markers[col], label=f"{role}: {col}", **SIDE_STYLE[role])
-            ax.set(xlabel="epoch", ylabel=ylabel)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=FONT - 2)
-        if len(panels) == 2:        # the same score range on both sides by construction
-            axes[0, 1].set_ylim(top=1.0)
-    else:  # latency
-        p50 = {r: frames[r].assign(runtime=frames[r]["runtime"].astype(str))
-               .set_index("runtime")["p50_ms"].astype(float) for r in roles}
-        runtimes = list(dict.fromkeys(i for s in p50.values() for i in s.index))
-        fig, ax = grouped_bars(p50, runtimes, roles, captions, "%.1f ms", 1.4, 0.4)
-        ax.set(xlabel="p50 ms per text (batch 1); shorter is faster")
-        ax.margins(x=0.12)
-    fig.suptitle(title, fontsize=FONT + 2)
-    fig.savefig(path, format="png", dpi=FIG_DPI)
-    plt.close(fig)
-
-
-def grouped_bars(values: dict, labels: list[str], roles: list[str], captions: dict[str, str],
-                 fmt: str, base_in: float, per_bar_in: float) -> tuple[Any, Any]:
-    """Horizontal bars, one group per label and one bar per side, labelled with their values."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(FIG_WIDTH_IN, base_in + per_bar_in * len(labels) * len(roles)),
-                           layout="constrained")
-    height = 0.8 / len(roles)
-    for k, role in enumerate(roles):
-        ys = [i + (k - (len(roles) - 1) / 2) * height for i in range(len(labels))]
-        bars = ax.barh(ys, values[role].reindex(labels).fillna(0), height=height,
-                       color=SIDE_STYLE[role]["color"], label=captions[role])
-        ax.bar_label(bars, fmt=fmt, padding=2, fontsize=FONT - 2)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.invert_yaxis()
-    ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=len(roles), fontsize=FONT - 1)
-    return fig, ax
-
-
 def plots_section(root: Path, base: Side, head: Side, img_dir: Path,
                   rel_dir: str) -> tuple[list[str], list[str]]:
     """One before/after figure per plot CSV, each side read at its own revision."""
     import pandas as pd
+
+    from commands.report_plots import render_comparison
 
     lines = ["## Plots (base vs head)", ""]
     written: list[str] = []
@@ -741,8 +511,8 @@ def reproduce_section(root: Path, base: Side, head: Side, out: str) -> list[str]
             lines += [f"# {side.role}: {inert(side.spec)} — {inert(side.subject)}",
                       f"git switch --detach -- {side.sha}"]
         else:
-            top = git(root, "rev-parse", "HEAD").stdout.decode().strip() or "HEAD"
-            dirty = git(root, "status", "--porcelain", "--untracked-files=no").stdout.decode()
+            top = git_try("rev-parse", "HEAD", cwd=root).stdout.decode().strip() or "HEAD"
+            dirty = git_try("status", "--porcelain", "--untracked-files=no", cwd=root).stdout.decode()
             changed = [line[3:] for line in dirty.splitlines()]
             if changed:
                 lines += [f"# head: the working tree on top of {top[:8]}, with uncommitted "
@@ -802,7 +572,7 @@ def build_report(base_spec: str, head_spec: str, out: Path, root: Path | None = 
              f"- Gate (head): {verdict(head_gate)}"
              + (f" — failed: {', '.join(code(n) for n in head_gate.get('failed', []))}"
                 if head_gate and not head_gate.get("passed") else ""),
-             f"- Candidate macro-F1: {fmt(f1.get('old'))} → {fmt(f1.get('new'))} "
+             f"- Candidate macro-F1: {num(f1.get('old'))} → {num(f1.get('new'))} "
              f"({delta(f1.get('old'), f1.get('new'))})" if f1 else
              "- Candidate macro-F1: not on either side",
              f"- Params changed: {pchanged}",
@@ -811,7 +581,7 @@ def build_report(base_spec: str, head_spec: str, out: Path, root: Path | None = 
               if counts else "- Data: diff not available"), ""]
     lines += gate_section(root, base, head, base_gate, head_gate)
     lines += metrics_section(mdiff, base_metrics, head_metrics, boot, head_gate)
-    lines += params_section(pdiff)
+    lines += params_diff_section(pdiff)
     lines += data_lines
     lines += plot_lines
     lines += reproduce_section(root, base, head, str(out.relative_to(root))

@@ -2,18 +2,10 @@
 
     python -m flows.monitoring [--end 2026-12-01T14:00Z] [--hours 24] [--log-dir DIR] [--reference DIR]
 
-Reads the prediction log window [end - monitor.window_hours, end) (default end: the start of the
-current hour), runs the detectors of monitor/ against the champion's reference, writes
-reports/monitoring/<window>.md + .png, metrics/monitor.json and a line in
-reports/monitoring/history.jsonl, and publishes the markdown as the artifact ``monitor-window``.
-When an alarm detector fires it emits the Prefect event ``retrainer.drift.detected`` (resource
-``retrainer.monitor.<checkout name>``, payload: the scores); the ``on-drift`` deployment of the
-retrain flow triggers on it. One event per champion per ``monitor.cooldown_hours``: a drift that
-persists while the retraining runs does not queue a retraining every hour.
-
-Thin on purpose: all statistics live in the monitor/ package (docs/monitoring.md). This file is
-not called flows/monitor.py because Prefect loads a deployment's entrypoint script as a module
-named after the file, which would shadow that package inside the flow run.
+Runs monitor/'s detectors on one window of the prediction log, writes the window's report and
+metrics, and emits ``retrainer.drift.detected`` on an alarm (at most once per cooldown), which
+triggers the ``on-drift`` retrain deployment. Not named monitor.py: it would shadow the package.
+More: docs/monitoring.md.
 """
 
 from __future__ import annotations
@@ -27,8 +19,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.states import Failed
 
+from flows.refusal import refused
 from stages import artifacts
 from stages.common import StageError, load_params, run_cli
 
@@ -96,10 +88,7 @@ def monitor(repo_dir: str | None = None, end: str | None = None, hours: int | No
     try:
         return _monitor(repo, end, hours, log_dir, reference, logger)
     except StageError as exc:
-        message = str(exc).replace("\n", " ")
-        create_markdown_artifact(key="monitor-failure", markdown=f"# Monitoring failed\n\n"
-                                 f"```\n{exc}\n```", description=message)
-        return Failed(message=message)
+        return refused(exc, "monitor-failure", "Monitoring failed")
 
 
 def _monitor(repo: Path, end: str | None, hours: int | None, log_dir: str | None,

@@ -3,29 +3,10 @@
     python -m flows.retrain [--promote] [--pull] [--push] [--revision REV] [--until STAGE]
                             [-S section.key=value ...]
 
-Thin on purpose: DVC decides everything it knows better, the flow adds what DVC lacks.
-
-- the stage order is DVC's own graph, what changed is ``dvc status --json``, and ``-S`` overrides
-  are applied by DVC's own ``dvc exp run -S`` code (all three in stages/pipeline.py);
-- each task runs ONE stage as ``dvc repro --single-item <stage>`` in a subprocess (the venv's
-  dvc; stages.vcs.stream_command), its output streamed line by line into the run log, so a
-  Prefect run and a manual ``dvc repro`` write the same dvc.lock and skip the same stages.
-
-What the flow adds to DVC:
-
-- one retraining at a time: a global concurrency limit (``retrainer-retrain``, 1 slot) held for
-  the whole run, so the weekly and the event-driven deployment never overlap; DVC's own repository
-  lock, when someone else holds it, fails the run with a message that says so;
-- retries with back-off for transient steps (pull, push, ingest from a remote source), never for
-  deterministic checks (validate, validate_splits, gate); a timeout per stage (``flow:`` in
-  params.yaml) that kills the stage's whole process group;
-- states that mean something: failed validation or gate ends the run Failed with a markdown
-  artifact saying why (the GX summary / reports/gate.md); success leaves a metrics table and a
-  candidate-vs-champion markdown artifact; Ctrl-C or SIGTERM stops the running stage, records the
-  run as Crashed and exits at once with one line saying so;
-- a run branch and promotion: overrides are written to params.yaml on branch
-  ``retrain/<date>-<run name>``; on a passed pipeline ``python -m commands.promote`` runs there,
-  after dvc.lock, params and metrics were committed (never on main), ready for a pull request.
+Thin on purpose: DVC's graph, status and ``-S`` overrides decide (flows/dvc_pipeline.py); each
+task runs one ``dvc repro --single-item <stage>``. The flow adds one-at-a-time runs, retries and
+timeouts, meaningful states and artifacts, and a run branch where promote runs.
+More: docs/orchestration.md.
 """
 
 from __future__ import annotations
@@ -49,10 +30,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.exceptions import TerminationSignal
 from prefect.states import Failed
 
-from flows.server import Interrupted, raise_interrupted, temporary_server
-from stages import artifacts
-from stages.common import StageError, from_mapping, read_params_file, run_cli
-from stages.pipeline import (
+from flows.dvc_pipeline import (
     ancestors,
     apply_overrides,
     changed_stages,
@@ -60,6 +38,10 @@ from stages.pipeline import (
     parse_overrides,
     stage_graph,
 )
+from flows.refusal import refused
+from flows.server import Interrupted, raise_interrupted, temporary_server
+from stages import artifacts
+from stages.common import StageError, from_mapping, params_section, read_params_file, run_cli
 from stages.report_format import md_table, num, signed
 from stages.vcs import STOPPED, StepFailed, dvc, dvc_command, git, has_staged_changes, stream_command
 
@@ -68,10 +50,11 @@ NEVER_RETRY = ("validate", "validate_splits", "gate")  # deterministic: a retry 
 VALIDATION_REPORTS = {"validate": artifacts.RAW_VALIDATION_DIR,
                       "validate_splits": artifacts.SPLIT_VALIDATION_DIR}
 # files a retraining changes that belong in git (the champion's own files are promote's commit)
-RESULT_PATHS = ("dvc.lock", "params.yaml", "metrics", "plots", "reports")
+RESULT_PATHS = tuple(p.as_posix() for p in artifacts.RUN_RESULT_PATHS)
 SKIPPED, RAN = "skipped (unchanged)", "ran"
 
 
+@params_section("flow")
 @dataclass
 class FlowParams:
     """``flow:`` in params.yaml: per-stage timeouts and the retries of transient steps."""
@@ -354,10 +337,7 @@ def retrain(repo_dir: str | None = None, revision: str | None = None, pull: bool
             return _retrain(repo, revision, pull, promote, push, overrides or {}, until, reason,
                             flow_run.get_name(), logger)
         except StageError as exc:
-            message = str(exc).replace("\n", " ")
-            create_markdown_artifact(key="retrain-failure", markdown=f"# Retraining refused\n\n"
-                                     f"```\n{exc}\n```", description=message)
-            return Failed(message=message)
+            return refused(exc, "retrain-failure", "Retraining refused")
 
 
 def _prepare_checkout(repo: Path, revision: str | None, pull: bool, overrides: dict[str, Any],
@@ -383,14 +363,21 @@ def _prepare_checkout(repo: Path, revision: str | None, pull: bool, overrides: d
     return branch
 
 
+@dataclass
+class StagesRun:
+    """The stages' steps in order, and the first failed stage's message (None: all passed)."""
+
+    steps: list[dict[str, Any]]
+    failure: str | None = None
+
+
 def _run_stages(repo: Path, stages: list[str], until: str | None, params: FlowParams,
-                context: str, logger: Any) -> list[dict[str, Any]] | str:
-    """Each stage as a task, in order; the steps done, or the failure message of the first
-    stage that failed."""
+                context: str, logger: Any) -> StagesRun:
+    """Each stage as a task, in order, up to the first that fails."""
     changed = changed_stages(repo, *([until] if until else []), with_deps=until is not None)
     if not changed:  # the common scheduled run: no new data, code or params
         logger.info("dvc status: every stage is up to date; nothing to run")
-        return [{"stage": s, "status": SKIPPED, "seconds": 0.0} for s in stages]
+        return StagesRun([{"stage": s, "status": SKIPPED, "seconds": 0.0} for s in stages])
     graph, ran, steps = stage_graph(repo), set(), []
     for stage in stages:
         upstream_ran = bool(ran & (ancestors(graph, stage) - {stage}))
@@ -406,12 +393,12 @@ def _run_stages(repo: Path, stages: list[str], until: str | None, params: FlowPa
             message = failure_artifact(repo, stage, state.result(raise_on_failure=False),
                                        stage_start, context)
             logger.error(message)
-            return message
+            return StagesRun(steps, failure=message)
         steps.append(state.result())
         if steps[-1]["status"] == RAN:
             ran.add(stage)
         logger.info("%s: %s in %.1f s", stage, steps[-1]["status"], steps[-1]["seconds"])
-    return steps
+    return StagesRun(steps)
 
 
 def _promote(repo: Path, branch: str | None, run_name: str | None, context: str,
@@ -446,9 +433,10 @@ def _retrain(repo: Path, revision: str | None, pull: bool, promote: bool, push: 
     context = (f"Run `{run_name}` in `{repo}` at `{git('rev-parse', '--short', 'HEAD', cwd=repo)}`"
                f"{f' (branch `{branch}`)' if branch else ''}; reason: {reason}.")
     logger.info("stages: %s", " -> ".join(stages))
-    steps = _run_stages(repo, stages, until, params, context, logger)
-    if isinstance(steps, str):
-        return Failed(message=steps)
+    run = _run_stages(repo, stages, until, params, context, logger)
+    if run.failure is not None:
+        return Failed(message=run.failure)
+    steps = run.steps
     result: dict[str, Any] = {"stages": steps, "metrics": success_artifacts(repo, steps, context),
                               "branch": branch, "promoted": False}
     if promote:
@@ -463,6 +451,22 @@ def _retrain(repo: Path, revision: str | None, pull: bool, promote: bool, push: 
 
 # ---------------------------------------------------------------------------------------------
 # the command line: Ctrl-C and SIGTERM end the run in seconds, with one line
+
+
+def missing_outputs(repo: Path) -> list[str]:
+    """Outputs dvc.lock records that are not in the workspace: DVC removes a stage's outputs when
+    the stage starts, so a run stopped half way leaves them gone until they are checked out."""
+    import yaml
+
+    lock_file = repo / "dvc.lock"
+    if not lock_file.is_file():
+        return []
+    try:
+        lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [out["path"] for stage in (lock.get("stages") or {}).values()
+            for out in stage.get("outs") or [] if not (repo / out["path"]).exists()]
 
 
 def main() -> None:
@@ -494,6 +498,11 @@ def main() -> None:
         print(f"retrain: interrupted by {name}"
               + (f" during `{step}`: its processes were stopped" if step else "")
               + "; the run is recorded as Crashed", file=sys.stderr)
+        missing = missing_outputs(Path(args.repo_dir or "."))
+        if missing:
+            print(f"retrain: missing outputs (DVC removes a stage's outputs when it starts): "
+                  f"{', '.join(missing)}; restore the last completed run's from the cache: "
+                  f"dvc checkout {' '.join(missing)}", file=sys.stderr)
         sys.exit(128 + signal.Signals[name].value)
     print(f"retrain: {state.name}: {state.message or ''}".rstrip(": "))
     sys.exit(0 if state.is_completed() else 1)

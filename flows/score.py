@@ -3,22 +3,16 @@
     python -m flows.score --input DIR_OR_URL [--model-dir DIR] [--output DIR]
                           [--address tcp://HOST:8786] [--workers N]
 
-Thin on purpose: one task runs :func:`scale.score.score_corpus`, which maps the shards over the
-workers of a Dask cluster (a local one by default, the scheduler at ``--address`` otherwise) and
-writes each shard's output and the manifest atomically. Why not one Prefect task per shard
-(prefect-dask's DaskTaskRunner): every shard would then be a Prefect task run that the Dask
-worker must report to the Prefect API, and a shard re-run after its worker died would re-enter a
-task run already marked Running. Dask already re-runs lost shards and the shard markers make a
-re-run skip finished work, so the flow adds what Prefect is for: a run record, the manifest as
-table artifacts and a Failed state naming the bad shards; running it again (by hand, on a
-schedule, or by a deployment's retries) only scores what is not done. docs/scale.md has more.
+Thin on purpose: one task runs :func:`scale.score.score_corpus` on a Dask cluster (local by
+default); the flow adds a run record, the manifest as table artifacts and a Failed state naming
+the bad shards. A re-run only scores what is not done.
+More: docs/scale.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +20,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Failed
 
-from stages.common import StageError, load_params, run_cli
+from stages.common import StageError, run_cli
 
 
 @task(name="score-shards")
 def score_shards(source: str, output: str, model_dir: str | None, overrides: dict[str, Any]
                  ) -> dict[str, Any]:
-    from scale.score import ScoreParams, score_corpus
+    from scale.score import load_score_params, score_corpus
 
-    params = replace(load_params("score", ScoreParams), **overrides)
+    params = load_score_params(overrides)  # the checks the CLI applies, flags included
     return score_corpus(source, Path(output or params.output),
                         Path(model_dir) if model_dir else None, params)
 

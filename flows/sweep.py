@@ -2,18 +2,11 @@
 
     python -m flows.sweep [--repo-dir DIR] [--concurrency N] [--no-branch]
 
-Reads ``sweep:`` in params.yaml (keys and values to try, mode, concurrency, targets, metric).
-Every point is a child flow run ``sweep-point``, which runs
-``dvc exp run --temp -n <sweep>-<n> -S key=value ... train`` (DVC runs it in its own temp copy of
-the repository, so points run side by side); at most ``concurrency`` points run at once. The
-results are one table ranked by the validation metric (``reports/sweep.md``, ``reports/sweep.json``
-and a Prefect table artifact), and the best point is kept as the git branch ``sweep/<sweep id>``
-(``dvc exp branch``), where ``dvc repro`` runs the rest of the pipeline and the gate as usual.
-
-Local by default: child runs in this process, each point a dvc subprocess. With
-``point_deployment`` (a deployment of ``sweep-point`` on a Kubernetes work pool, docs/scale.md),
-each point is a child flow run on that pool instead, and its experiment comes back with
-``dvc exp push``/``dvc exp pull`` through the git remote.
+Reads ``sweep:`` in params.yaml; every point is a child flow run ``sweep-point`` running
+``dvc exp run --temp ... train``, at most ``concurrency`` at once (locally, or on a Kubernetes
+work pool with ``point_deployment``). Results go to reports/sweep.md/.json; the best point is kept
+as the branch ``sweep/<sweep id>``.
+More: docs/scale.md.
 """
 
 from __future__ import annotations
@@ -75,10 +68,9 @@ def point_child_run(repo_dir: str, name: str, point: dict[str, Any], targets: li
     if not run.state or not run.state.is_completed():
         row["error"] = f"child run {run.name} ended {run.state.name if run.state else 'unknown'}"
         return row
-    import subprocess
+    from stages.vcs import run
 
-    subprocess.run([*dvc, "exp", "pull", "origin", name], cwd=repo, env=env, check=True,
-                   capture_output=True)
+    run([*dvc, "exp", "pull", "origin", name], f"dvc exp pull {name}", cwd=repo, env=env)
     found = experiment_ref(repo, name)
     if found is not None:
         row["ref"], row["commit"] = found

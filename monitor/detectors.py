@@ -1,24 +1,10 @@
 """Drift detectors: a window of logged predictions against the champion's reference.
 
-Each detector is a two-sample comparison on what the service logs, never on raw text, so hash-only
-logs are monitored the same way. Each returns a :class:`Result`: the statistic, a p-value where
-the test has one, the threshold, and whether it fired. Which detectors may raise the alarm, and
-at what thresholds, is ``monitor:`` in params.yaml; the false-alarm and detection rates behind the
-defaults are measured by benchmarks/drift_power.py (docs/monitoring.md).
-
-- ``label``: predicted-label counts, chi-square test of homogeneity (reference vs window); the
-  effect size reported is the Jensen-Shannon divergence (base 2) of the two label mixes;
-- ``confidence``: two-sample Kolmogorov-Smirnov on the max probability;
-- ``length``: two-sample KS on token counts (a hash-only stand-in for text length);
-- ``embedding``: MMD (Gaussian kernel, bandwidth fixed by the reference's median distance) on
-  the pooled sentence embeddings, p-value by permutation;
-- ``novelty``: share of window embeddings farther from their nearest reference embedding than
-  ``novelty_quantile`` of the reference's own (leave-one-out) nearest-neighbour distances, vs the
-  reference's share (one-sided Fisher exact test). A fine-tuned encoder maps most inputs into its
-  class clusters, so a new domain barely moves the MMD but sits off the clusters: this sees it;
-- ``accuracy``: CBPE-style estimated accuracy (mean calibrated confidence) vs the reference's
-  estimate on its own rows; fires on a drop larger than ``max_accuracy_drop``;
-- ``truncated`` / ``empty``: shares of texts cut at max_length / with no content tokens.
+Each detector is a two-sample comparison on what the service logs, never on raw text, and returns
+a :class:`Result` (statistic, p-value where there is one, threshold, fired). Detectors: label,
+confidence, length, embedding, novelty, accuracy, truncated, empty; which may alarm and at what
+thresholds is ``monitor:`` in params.yaml. The shared statistics are in stages/drift_stats.py.
+More: docs/monitoring.md.
 """
 
 from __future__ import annotations
@@ -27,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stages import artifacts
+from stages.common import Fraction, NonNegativeInt, PositiveInt, Share, params_section
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,27 +22,28 @@ ALL_DETECTORS = ("label", "confidence", "length", "embedding", "novelty", "accur
                  "empty")
 
 
+@params_section("monitor")
 @dataclass
 class MonitorParams:
     """``monitor:`` in params.yaml (flows/monitoring.py, docs/monitoring.md)."""
 
     log_dir: str = str(artifacts.PREDICTION_LOG_DIR)  # the service's log (serve.log_dir)
     reference: str | None = None          # a reference directory; null: the champion's
-    window_hours: int = 24                # each run looks back this far from the hour it runs at
-    min_predictions: int = 200            # fewer in a window: "not enough data", no alarm
-    alpha: float = 0.01                   # p-value threshold of each of the 5 tests (label,
+    window_hours: PositiveInt = 24        # each run looks back this far from the hour it runs at
+    min_predictions: PositiveInt = 200    # fewer in a window: "not enough data", no alarm
+    alpha: Fraction = 0.01                # p-value threshold of each of the 5 tests (label,
     #                                       confidence, length, embedding, novelty): <= 5% family-wise
-    max_accuracy_drop: float = 0.05       # estimated accuracy below the reference's by more
-    max_truncated_increase: float = 0.10  # share of truncated texts above the reference's by more
-    max_empty_share: float = 0.05         # share of empty texts above this
-    permutations: int = 1000              # MMD permutation test resamples
-    novelty_quantile: float = 0.95        # "far from the reference": beyond this quantile of the
+    max_accuracy_drop: Share = 0.05       # estimated accuracy below the reference's by more
+    max_truncated_increase: Share = 0.10  # share of truncated texts above the reference's by more
+    max_empty_share: Share = 0.05         # share of empty texts above this
+    permutations: PositiveInt = 1000      # MMD permutation test resamples
+    novelty_quantile: Fraction = 0.95     # "far from the reference": beyond this quantile of the
     #                                       reference's nearest-neighbour distances
-    max_rows: int = 1000                  # rows per side in the MMD (random subsample beyond)
+    max_rows: PositiveInt = 1000          # rows per side in the MMD (random subsample beyond)
     seed: int = 0
     alarm_on: list[str] = field(default_factory=lambda: list(ALL_DETECTORS))
-    cooldown_hours: int = 24              # no second drift event for the same champion sooner
-    labelling_sample: int = 50            # most uncertain + most drifted rows to label; 0: none
+    cooldown_hours: NonNegativeInt = 24   # no second drift event for the same champion sooner
+    labelling_sample: NonNegativeInt = 50  # most uncertain + most drifted rows to label; 0: none
 
 
 @dataclass
@@ -76,24 +64,12 @@ def _r(x: float | None, digits: int = 6) -> float | None:
     return None if x is None else round(float(x), digits)
 
 
-def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon divergence, base 2 (0 = same mix, 1 = disjoint)."""
-    import numpy as np
-
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
-
-    def kl(a: np.ndarray, b: np.ndarray) -> float:
-        nz = a > 0
-        return float((a[nz] * np.log2(a[nz] / b[nz])).sum())
-
-    return (kl(p, m) + kl(q, m)) / 2
-
-
 def label_drift(ref_pred: np.ndarray, win_pred: np.ndarray, n_labels: int, alpha: float) -> Result:
     """Chi-square test of homogeneity on predicted-class counts (indices 0..n_labels-1)."""
     import numpy as np
     from scipy.stats import chi2_contingency
+
+    from stages.drift_stats import js_divergence
 
     ref = np.bincount(ref_pred, minlength=n_labels).astype(float)
     win = np.bincount(win_pred, minlength=n_labels).astype(float)
@@ -112,10 +88,10 @@ def label_drift(ref_pred: np.ndarray, win_pred: np.ndarray, n_labels: int, alpha
 
 def ks_drift(name: str, ref: np.ndarray, win: np.ndarray, alpha: float) -> Result:
     """Two-sample Kolmogorov-Smirnov test; statistic D is the largest CDF gap."""
-    from scipy.stats import ks_2samp
+    from stages.drift_stats import ks_test
 
-    test = ks_2samp(ref, win)
-    return Result(name, _r(test.statistic), _r(test.pvalue, 8), alpha, bool(test.pvalue < alpha),
+    statistic, p = ks_test(ref, win)
+    return Result(name, _r(statistic), _r(p, 8), alpha, bool(p < alpha),
                   detail={"reference_mean": _r(ref.mean(), 4), "window_mean": _r(win.mean(), 4)})
 
 
@@ -129,10 +105,11 @@ def mmd_test(x: np.ndarray, y: np.ndarray, bandwidth: float, permutations: int,
     """
     import numpy as np
 
+    from stages.drift_stats import squared_distances
+
     z = np.vstack([x, y]).astype(np.float32)
     n, m = len(x), len(y)
-    sq = (z * z).sum(1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * (z @ z.T), 0)
+    d2 = squared_distances(z, z)
     kernel = np.exp(-d2 / (2 * bandwidth ** 2)).astype(np.float32)
     weights = np.empty((n + m, permutations + 1), dtype=np.float32)
     weights[:n, 0], weights[n:, 0] = 1 / n, -1 / m
@@ -189,11 +166,13 @@ def nearest_distances(x: np.ndarray, ref: np.ndarray, leave_one_out: bool = Fals
     """Euclidean distance from each row of ``x`` to its nearest row of ``ref``."""
     import numpy as np
 
+    from stages.drift_stats import squared_distances
+
     x64, r64 = x.astype(np.float64), ref.astype(np.float64)
-    d2 = (x64 * x64).sum(1)[:, None] + (r64 * r64).sum(1)[None, :] - 2 * x64 @ r64.T
+    d2 = squared_distances(x64, r64)
     if leave_one_out:
         np.fill_diagonal(d2, np.inf)
-    return np.sqrt(np.maximum(d2.min(1), 0))
+    return np.sqrt(d2.min(1))
 
 
 def novelty_drift(ref: np.ndarray | None, win: np.ndarray | None, params: MonitorParams) -> Result:

@@ -1,75 +1,51 @@
-"""The prediction log: its schema, a window reader that skips corrupt files, and a writer.
+"""The monitor's reader of the prediction log: a time window, skipping corrupt files.
 
-The service appends Parquet files under ``serve.log_dir`` in hive-style hourly partitions::
-
-    logs/predictions/date=2026-12-01/hour=14/part-<unixms>-<8 hex>.parquet
-
-The monitor reads only the partitions a window overlaps, one file at a time, so one corrupt or
-truncated file (a crash mid-write, a bad disk block) costs that file, never the window.
-:func:`write_log_file` writes the same layout; the tests and the drift benchmark use it to build
-synthetic logs (the service has its own writer for the same schema).
+The layout and listing are stages.prediction_log's, shared with the service's writer. Only the
+partitions a window overlaps are read, one file at a time, so a corrupt file costs that file,
+never the window. :func:`write_log_file` writes the same layout (for tests and benchmarks).
+More: docs/monitoring.md.
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stages.common import get_logger
+from stages.prediction_log import (
+    COLUMNS,
+    EMPTY_TEXT_SHA256,
+    log_schema,
+    partition_dir,
+    partition_files,
+    write_part,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-    import pyarrow as pa
 
 log = get_logger(__name__)
 
 # what the detectors need; text, id and request_id are read too, for the labelling sample
 REQUIRED_COLUMNS = ("ts", "label", "confidence", "probs", "truncated", "n_tokens", "text_sha256")
-OPTIONAL_COLUMNS = ("request_id", "id", "text", "model_version", "latency_ms", "embedding")
-EMPTY_TEXT_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+OPTIONAL_COLUMNS = tuple(c for c in COLUMNS if c not in REQUIRED_COLUMNS)
 SPECIAL_TOKENS = 2  # [CLS] + [SEP]: a text with no more tokens than this had no content
-
-
-def log_schema() -> pa.Schema:
-    """The prediction-log schema, fixed between the service and the monitor."""
-    import pyarrow as pa
-
-    return pa.schema([
-        ("ts", pa.timestamp("ms", tz="UTC")), ("request_id", pa.string()), ("id", pa.string()),
-        ("text", pa.string()), ("text_sha256", pa.string()), ("label", pa.string()),
-        ("confidence", pa.float32()), ("probs", pa.list_(pa.float32())),
-        ("model_version", pa.string()), ("latency_ms", pa.float32()), ("truncated", pa.bool_()),
-        ("n_tokens", pa.int32()), ("embedding", pa.list_(pa.float32())),
-    ])
-
-
-def partition_dir(log_dir: Path, ts: datetime) -> Path:
-    ts = ts.astimezone(UTC)
-    return log_dir / f"date={ts:%Y-%m-%d}" / f"hour={ts:%H}"
 
 
 def write_log_file(log_dir: Path, rows: pd.DataFrame) -> list[Path]:
     """Append ``rows`` (log columns; ``ts`` tz-aware) as one new file per hour partition."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from stages.io import atomic_path
 
     written = []
-    schema = log_schema()
     rows = rows.assign(ts=rows["ts"].dt.floor("ms"))  # the schema stores milliseconds
     hours = rows["ts"].dt.floor("h")
     for hour, part in rows.groupby(hours, sort=True):
-        stamp = int(datetime.now(UTC).timestamp() * 1000)
-        path = partition_dir(log_dir, hour.to_pydatetime()) / f"part-{stamp}-{secrets.token_hex(4)}.parquet"
-        table = pa.Table.from_pandas(part.reset_index(drop=True), schema=schema, preserve_index=False)
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
-        written.append(path)
+        table = pa.Table.from_pandas(part.reset_index(drop=True), schema=log_schema(),
+                                     preserve_index=False)
+        written.append(write_part(partition_dir(log_dir, hour.to_pydatetime()), table))
     return written
 
 
@@ -149,7 +125,7 @@ def read_window(log_dir: Path, start: datetime, end: datetime,
 
     frames, skipped, files = [], [], 0
     for part in hour_partitions(log_dir, start, end):
-        for path in sorted(part.glob("*.parquet")):
+        for path in partition_files(part):
             files += 1
             try:
                 frames.append(read_file(path, n_labels))

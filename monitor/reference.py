@@ -3,18 +3,10 @@
     python -m monitor.reference                     # (re)build it for the current champion
     python -m monitor.reference --onnx-dir models/onnx --out DIR
 
-Built at promote time by the *served* model (the int8 ONNX graph, the same runtime as the service):
-
-- ``reference.parquet``: the test split scored by that model: class probabilities, max
-  probability, predicted label, pooled embedding, token count, truncation flag, text hash (no text)
-  and whether the prediction was right;
-- ``reference.json``: labels, model hash, accuracy, and the calibration of max probability to
-  P(correct), fitted by isotonic regression on the **val** split (held out from the test rows the
-  reference describes). A window's estimated accuracy (CBPE-style) is the mean calibrated
-  confidence of its predictions, so it needs no labels.
-
-The calibration is checked where it can be: the reference records both the true test accuracy and
-the accuracy the calibration estimates on the test split, so a poor calibration is visible.
+Built at promote time by the served int8 ONNX model: ``reference.parquet`` (the test split scored,
+no text) and ``reference.json`` (labels, model hash, accuracy, and the val-fitted calibration of
+confidence to P(correct) that estimates a window's accuracy without labels).
+More: docs/monitoring.md.
 """
 
 from __future__ import annotations
@@ -101,10 +93,11 @@ def rbf_bandwidth(emb: np.ndarray, seed: int = 0) -> float:
     """Median pairwise Euclidean distance (the median heuristic), fixed with the reference."""
     import numpy as np
 
+    from stages.drift_stats import squared_distances
+
     rng = np.random.default_rng(seed)
     x = emb[rng.permutation(len(emb))[:MAX_BANDWIDTH_ROWS]].astype(np.float64)
-    sq = (x * x).sum(1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0)
+    d2 = squared_distances(x, x)
     upper = d2[np.triu_indices(len(x), k=1)]
     return float(np.sqrt(np.median(upper))) if len(upper) else 1.0
 

@@ -1,7 +1,8 @@
 """The window's report: markdown + PNG under reports/monitoring/, metrics/monitor.json, history.
 
 The PNG shows reference vs window (predicted-label mix, max-probability histogram, token counts)
-and the drift scores of the past windows over time (from the history file, one line per window).
+and the drift scores of the past windows over time (from the history file, one line per window;
+with fewer than two scored windows the panel says so instead of drawing one point).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from stages import artifacts
 from stages.common import get_logger
 from stages.io import write_csv, write_json, write_text
+from stages.plots import save_png
+from stages.report_format import md_table, num
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 HISTORY_KEEP = 24 * 90  # hourly windows kept in the history: 90 days
+SIG4 = ".4g"  # drift statistics and p-values span decades: 4 significant digits, not 4 decimals
+DRIFT_PANEL_WINDOWS = 72  # windows in the drift-over-time panel: three days of hourly windows
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
@@ -54,20 +59,16 @@ def append_history(path: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
-def fmt(x: Any, spec: str = ".4g") -> str:
-    return "–" if x is None else format(x, spec) if isinstance(x, float) else str(x)
-
-
 def markdown(report: dict[str, Any], png_name: str | None) -> str:
     """The window's report as markdown (also the Prefect artifact)."""
     status = report["status"].upper()
     lines = [f"# Monitoring window {report['start']} .. {report['end']}", "",
              f"**{status}**: {report['message']}", "",
              f"- predictions: {report['predictions']} (from {report['files']} log file(s); "
-             f"median of previous windows: {fmt(report['volume']['median_previous'])})",
+             f"median of previous windows: {num(report['volume']['median_previous'], SIG4)})",
              f"- reference: {report['reference']['rows']} test rows of the champion "
-             f"(accuracy {fmt(report['reference']['accuracy'])}, calibrated estimate "
-             f"{fmt(report['reference']['estimated_accuracy'])})",
+             f"(accuracy {num(report['reference']['accuracy'], SIG4)}, calibrated estimate "
+             f"{num(report['reference']['estimated_accuracy'], SIG4)})",
              f"- raw text in the log: {'yes' if report['text_logged'] else 'no (hash-only)'}"]
     if report.get("model_versions"):
         lines.append(f"- model versions in the window: {report['model_versions']}")
@@ -76,13 +77,14 @@ def markdown(report: dict[str, Any], png_name: str | None) -> str:
     if report.get("event"):
         lines.append(f"- event: {report['event']}")
     if report["detectors"]:
-        lines += ["", "| detector | statistic | p-value | threshold | fired | alarms |",
-                  "|---|---:|---:|---:|:---:|:---:|"]
+        rows = []
         for d in report["detectors"]:
             fired = d["status"] if d["status"] != "ok" else ("**yes**" if d["drifted"] else "no")
             alarm = "yes" if d["name"] in report["params"]["alarm_on"] else "no (reported)"
-            lines.append(f"| {d['name']} | {fmt(d['statistic'])} | {fmt(d['p_value'])} | "
-                         f"{fmt(d['threshold'])} | {fired} | {alarm} |")
+            rows.append([d["name"], *(num(d[k], SIG4) for k in ("statistic", "p_value", "threshold")),
+                         fired, alarm])
+        lines += ["", *md_table(["detector", "statistic", "p-value", "threshold", "fired", "alarms"],
+                                rows, "lrrrcc")]
         lines += ["", "Statistics: label = JS divergence of predicted-label mix (chi-square "
                   "p-value); confidence, length = KS D; embedding = MMD²; accuracy = estimated "
                   "(CBPE) accuracy; truncated, empty = share of the window."]
@@ -100,7 +102,6 @@ def plot(reference: Reference, window: Window, history: list[dict[str, Any]], ou
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from stages.io import atomic_path
 
     labels = reference.labels
     ref_probs, win_probs = reference.probs(), window.probs()
@@ -127,22 +128,34 @@ def plot(reference: Reference, window: Window, history: list[dict[str, Any]], ou
     ax.hist(window.frame["n_tokens"], bins, alpha=0.5, density=True, label="window")
     ax.set_title("tokens per text")
     ax.legend()
-    ax = axes[1, 1]
-    recent = [h for h in history if h.get("scores")][-72:]
+    plot_drift_over_time(axes[1, 1], history, alpha)
+    fig.suptitle(f"window {window.name}: {len(window)} predictions")
+    fig.tight_layout()
+    save_png(fig, out, dpi=80)
+
+
+def plot_drift_over_time(ax: Any, history: list[dict[str, Any]], alpha: float) -> bool:
+    """The recent windows' drift scores; False, with a note in the panel, under two windows."""
+    import numpy as np
+
+    recent = [h for h in history if h.get("scores")][-DRIFT_PANEL_WINDOWS:]
+    ax.set_title("drift over time: -log10 p-value per window")
+    if len(recent) < 2:
+        # one point on an empty axis reads as a measurement; a trend needs two windows
+        ax.text(0.5, 0.5, f"{len(recent)} scored window(s) so far:\n"
+                "drift over time is drawn from 2 windows on", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return False
     for name in ("label", "confidence", "length", "embedding", "novelty"):
         p = [h["scores"].get(name, {}).get("p_value") for h in recent]
         if any(v is not None for v in p):
             ax.plot(range(len(p)), [-np.log10(max(v, 1e-12)) if v is not None else np.nan
                                     for v in p], marker=".", label=name)
     ax.axhline(-np.log10(alpha), color="red", ls="--", lw=1, label="alarm threshold")
-    ax.set_title("drift over time: -log10 p-value per window")
     ax.set_xlabel("window (oldest to newest)")
     ax.legend(fontsize=7)
-    fig.suptitle(f"window {window.name}: {len(window)} predictions")
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    return True
 
 
 def write_outputs(root: Path, report: dict[str, Any], reference: Reference, window: Window,

@@ -3,19 +3,10 @@
     python -m scale.score --input DIR_OR_URL [--model-dir DIR] [--output DIR]
                           [--engine dask|inline] [--address tcp://HOST:8786] [--workers N]
 
-The input is a directory (local path or fsspec URL) of Parquet/CSV/JSONL files, one shard each,
-with a ``text`` column and optional ``id``. Every shard is scored on a worker of the engine with
-the same ONNX Runtime session and scoring loop as ``predict`` (stages.onnx_session), and written
-as ``<output>/shards/<shard>.parquet`` (id or text, label, prob_<class>...) plus a
-``<shard>.done.json`` marker, each atomically (temp file, then rename). The marker is written last
-and names the input's fingerprint and the model's sha256, so:
-
-- a re-run skips every shard whose marker matches (same input, same model), and re-scores the rest;
-- a worker killed mid-shard leaves no output for it (at most a temp folder, removed on the next
-  run); the engine gives the shard to another worker, and every row ends up exactly once.
-
-``<output>/manifest.json`` lists the shards (rows, seconds, worker, peak RSS), the model (file,
-sha256, the champion's record) and the run's throughput. Knobs: ``score:`` in params.yaml.
+Each shard is scored like ``predict`` (stages.onnx_session) and written atomically with a
+``.done.json`` marker naming input and model, so a re-run skips finished shards and every row ends
+up exactly once. ``<output>/manifest.json`` records the run; knobs: ``score:`` in params.yaml.
+More: docs/scale.md.
 """
 
 from __future__ import annotations
@@ -27,12 +18,20 @@ import shutil
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from stages import artifacts
-from stages.common import StageError, get_logger, load_params, progress, run_cli
+from stages.common import (
+    PositiveInt,
+    StageError,
+    get_logger,
+    load_params,
+    params_section,
+    progress,
+    run_cli,
+)
 
 log = get_logger(__name__)
 
@@ -42,18 +41,19 @@ MODEL_FILES = {"int8": artifacts.ONNX_INT8, "fp32": artifacts.ONNX_FP32}
 TEST_DELAY_ENV = "RETRAINER_SCORE_TEST_DELAY"  # "<shard name>=<seconds>"
 
 
+@params_section("score")
 @dataclass
 class ScoreParams:
     """``score:`` in params.yaml (command-line flags override these)."""
 
     engine: Literal["dask", "inline"] = "dask"
     address: str | None = None        # a running Dask scheduler (tcp://host:8786); null: local cluster
-    workers: int = 2                  # local cluster: worker processes
-    threads_per_worker: int = 1       # ONNX Runtime intra-op threads in each worker
+    workers: PositiveInt = 2          # local cluster: worker processes
+    threads_per_worker: PositiveInt = 1  # ONNX Runtime intra-op threads in each worker
     memory_limit: str = "auto"        # local cluster: per-worker memory limit (e.g. 2GiB)
     precision: Literal["int8", "fp32"] = "int8"
-    batch_size: int = 64              # texts per ONNX Runtime call (grouped by length)
-    chunk_rows: int = 20000           # rows tokenised at a time inside a shard: bounds memory
+    batch_size: PositiveInt = 64      # texts per ONNX Runtime call (grouped by length)
+    chunk_rows: PositiveInt = 20000   # rows tokenised at a time inside a shard: bounds memory
     output: str = str(artifacts.SCORES_DIR)
 
 
@@ -176,39 +176,20 @@ def _test_delay(name: str) -> float:
 
 
 def read_shard(url: str) -> Any:
-    from stages.io import read_table
+    from stages.scoring import text_table
+    from stages.tables import read_table
 
-    df = read_table(url, "shard")
-    if "text" not in df.columns:
-        raise StageError(f"shard has no 'text' column (columns: {list(df.columns)})", where=url,
-                         fix="name the column holding the texts 'text'")
-    df["text"] = df["text"].fillna("").astype(str)
-    return df
+    return text_table(read_table(url, "shard"), "shard", url)
 
 
 def score_shard(task: ShardTask) -> dict[str, Any]:
     """Score one shard and write its output, then its marker (both atomic). Runs on a worker."""
-    import numpy as np
-    import pandas as pd
-
     from stages.io import write_json, write_parquet
-    from stages.onnx_session import score_texts
+    from stages.scoring import score_table
 
     start = time.perf_counter()
     model = _model(task.model_path, task.threads)
-    df = read_shard(task.shard.url)
-    texts = df["text"].tolist()
-    probs = np.empty((len(texts), len(model.labels)), dtype=np.float32)
-    truncated = empty = 0
-    for lo in range(0, len(texts), task.chunk_rows):
-        scored = score_texts(model, texts[lo:lo + task.chunk_rows], task.batch_size)
-        probs[lo:lo + len(scored.probs)] = scored.probs
-        truncated, empty = truncated + scored.truncated, empty + scored.empty
-    keep = "id" if "id" in df.columns else "text"
-    out = pd.DataFrame({keep: df[keep].to_numpy()})
-    out["label"] = np.asarray(model.labels, dtype=object)[probs.argmax(axis=1)]
-    for j, name in enumerate(model.labels):
-        out[f"prob_{name}"] = probs[:, j].round(6)
+    out, counts = score_table(model, read_shard(task.shard.url), task.batch_size, task.chunk_rows)
     if delay := _test_delay(task.shard.name):
         time.sleep(delay)
     write_parquet(task.output, out)
@@ -216,7 +197,7 @@ def score_shard(task: ShardTask) -> dict[str, Any]:
     record = {
         "shard": task.shard.name, "input": task.shard.url, "input_key": task.shard.input_key,
         "output": task.output, "model_sha256": task.model_sha256, "rows": len(out),
-        "truncated": truncated, "empty_texts": empty, "seconds": round(seconds, 3),
+        "truncated": counts["truncated"], "empty_texts": counts["empty_texts"], "seconds": round(seconds, 3),
         "rows_per_s": round(len(out) / max(seconds, 1e-9), 1), "worker": _worker_name(),
         "pid": os.getpid(), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                                  / 1024, 1),
@@ -250,6 +231,36 @@ def shard_function() -> Any:
     return scale.score.score_shard
 
 
+@dataclass
+class ScorePlan:
+    """What a run will do: every shard's task, the model they are scored with, the shards done."""
+
+    source: str
+    output: Path
+    model_path: Path
+    model_sha256: str
+    labels: list[str]
+    tasks: dict[str, ShardTask]             # every shard of the input, in input order
+    skipped: dict[str, dict[str, Any]]      # shards whose marker names this input and model
+
+    @property
+    def todo(self) -> list[tuple[str, ShardTask]]:
+        """(engine key, task) for every shard still to score."""
+        return [(f"score-{name}", task) for name, task in self.tasks.items()
+                if name not in self.skipped]
+
+
+@dataclass
+class ScoreRun:
+    """What the engine did with a plan's unfinished shards."""
+
+    records: dict[str, dict[str, Any]]      # shard name -> its record, "scored" or "failed"
+    failed: dict[str, str]                  # shard name -> its error
+    engine: dict[str, Any]                  # the engine's description
+    engine_start_s: float
+    scoring_s: float
+
+
 def score_corpus(source: str, output: Path, model_dir: Path | None, params: ScoreParams,
                  engine: Any = None) -> dict[str, Any]:
     """Score every unfinished shard of ``source`` into ``output``; return the manifest.
@@ -258,13 +269,24 @@ def score_corpus(source: str, output: Path, model_dir: Path | None, params: Scor
     ``params`` names and closes it after the run. Raises StageError after writing the manifest
     when a shard failed (its error is in the manifest; finished shards are kept).
     """
-    from stages.io import sha256_file, write_json
+    plan = plan_run(source, Path(output), model_dir, params)
+    run = run_shards(plan, params, engine)
+    manifest = write_manifest(plan, run, params)
+    if run.failed:
+        raise StageError(f"{len(run.failed)} of {len(plan.tasks)} shard(s) failed: "
+                         + "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in run.failed.items()),
+                         where=str(plan.output / artifacts.SCORE_MANIFEST),
+                         fix="fix those shards and re-run: finished shards are skipped")
+    return manifest
 
-    output = Path(output)
-    check_output(output, source)
-    model_path = resolve_model(model_dir, params.precision)
+
+def plan_run(source: str, output: Path, model_dir: Path | None, params: ScoreParams) -> ScorePlan:
+    """Check the input, output and model; list the shards and which are already scored."""
+    from stages.io import sha256_file
     from stages.onnx_session import load_labels
 
+    check_output(output, source)
+    model_path = resolve_model(model_dir, params.precision)
     labels = load_labels(model_path.parent / artifacts.LABELS_FILE)
     model_sha = sha256_file(model_path)
     shards = plan_shards(source)
@@ -275,14 +297,20 @@ def score_corpus(source: str, output: Path, model_dir: Path | None, params: Scor
                                str((shards_dir / f"{s.name}.done.json").resolve()),
                                str(model_path.resolve()), model_sha, params.threads_per_worker,
                                params.batch_size, params.chunk_rows) for s in shards}
-    records: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, dict[str, Any]] = {}
     for name, task in tasks.items():
         if done := finished(task):
-            records[name] = {**done, "status": "skipped"}
-    todo = [(f"score-{name}", task) for name, task in tasks.items() if name not in records]
+            skipped[name] = {**done, "status": "skipped"}
+    plan = ScorePlan(source, output, model_path, model_sha, labels, tasks, skipped)
     log.info("%d shard(s): %d already scored with this model, %d to score with %s", len(tasks),
-             len(records), len(todo), model_path)
+             len(skipped), len(plan.todo), model_path)
+    return plan
 
+
+def run_shards(plan: ScorePlan, params: ScoreParams, engine: Any = None) -> ScoreRun:
+    """Map the plan's unfinished shards over ``engine`` (None: open the one ``params`` names
+    when there is work, and close it after); a shard's failure is recorded, not raised."""
+    todo = plan.todo
     own_engine = engine is None
     t0 = time.perf_counter()
     if own_engine and todo:
@@ -293,6 +321,7 @@ def score_corpus(source: str, output: Path, model_dir: Path | None, params: Scor
     engine_start_s = time.perf_counter() - t0
     described = engine.describe() if engine is not None else {"engine": params.engine}
     t1 = time.perf_counter()
+    records: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     try:
         for key, record, error in progress(engine.map_unordered(shard_function(), todo) if todo else [],
@@ -300,43 +329,46 @@ def score_corpus(source: str, output: Path, model_dir: Path | None, params: Scor
             name = key.removeprefix("score-")
             if error is not None:
                 failed[name] = f"{type(error).__name__}: {error}"
-                records[name] = {"shard": name, "input": tasks[name].shard.url, "status": "failed",
-                                 "error": failed[name]}
+                records[name] = {"shard": name, "input": plan.tasks[name].shard.url,
+                                 "status": "failed", "error": failed[name]}
                 log.error("shard %s failed: %s", name, failed[name])
             else:
                 records[name] = {**record, "status": "scored"}
     finally:
         if own_engine and engine is not None:
             engine.close()
-    scoring_s = time.perf_counter() - t1
+    return ScoreRun(records, failed, described, engine_start_s, time.perf_counter() - t1)
+
+
+def write_manifest(plan: ScorePlan, run: ScoreRun, params: ScoreParams) -> dict[str, Any]:
+    """``<output>/manifest.json``: every shard's record, the model, the engine and the totals."""
+    from stages.io import write_json
+
+    records = {**plan.skipped, **run.records}
     scored = [r for r in records.values() if r["status"] == "scored"]
     rows_scored = sum(r["rows"] for r in scored)
     manifest = {
-        "input": source,
-        "output": str(output),
-        "status": "failed" if failed else "complete",
-        "model": {"path": str(model_path), "sha256": model_sha, "precision": params.precision,
-                  "labels": labels, "champion": artifacts.read_champion_pointer()},
-        "engine": described,
+        "input": plan.source,
+        "output": str(plan.output),
+        "status": "failed" if run.failed else "complete",
+        "model": {"path": str(plan.model_path), "sha256": plan.model_sha256,
+                  "precision": params.precision, "labels": plan.labels,
+                  "champion": artifacts.read_champion_pointer()},
+        "engine": run.engine,
         "params": asdict(params),
-        "shards": [records[name] for name in tasks],
+        "shards": [records[name] for name in plan.tasks],
         "totals": {
-            "shards": len(tasks), "scored": len(scored), "skipped": len(tasks) - len(scored)
-            - len(failed), "failed": len(failed),
+            "shards": len(plan.tasks), "scored": len(scored),
+            "skipped": len(plan.tasks) - len(scored) - len(run.failed), "failed": len(run.failed),
             "rows": sum(r.get("rows", 0) for r in records.values()),
             "rows_scored_this_run": rows_scored,
-            "engine_start_s": round(engine_start_s, 3),
-            "scoring_s": round(scoring_s, 3),
-            "rows_per_s": round(rows_scored / scoring_s, 1) if rows_scored else None,
+            "engine_start_s": round(run.engine_start_s, 3),
+            "scoring_s": round(run.scoring_s, 3),
+            "rows_per_s": round(rows_scored / run.scoring_s, 1) if rows_scored else None,
             "peak_rss_mb_max": max((r["peak_rss_mb"] for r in scored), default=None),
         },
     }
-    write_json(output / artifacts.SCORE_MANIFEST, manifest)
-    if failed:
-        raise StageError(f"{len(failed)} of {len(tasks)} shard(s) failed: "
-                         + "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in failed.items()),
-                         where=str(output / artifacts.SCORE_MANIFEST),
-                         fix="fix those shards and re-run: finished shards are skipped")
+    write_json(plan.output / artifacts.SCORE_MANIFEST, manifest)
     return manifest
 
 
@@ -357,16 +389,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def load_score_params(overrides: dict[str, Any] | None = None) -> ScoreParams:
+    """``score:`` with the flags that were given (None: not given) in place of the file's values;
+    the CLI and the flow both read it here, so both apply the same checks."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return load_params("score", ScoreParams, overrides=given)
+
+
 def params_with(args: argparse.Namespace) -> ScoreParams:
-    params = load_params("score", ScoreParams)
-    overrides = {k: v for k, v in {"engine": args.engine, "address": args.address,
-                                   "workers": args.workers, "precision": args.precision}.items()
-                 if v is not None}
-    params = replace(params, **overrides)
-    for name in ("workers", "threads_per_worker", "batch_size", "chunk_rows"):
-        if getattr(params, name) < 1:
-            raise StageError(f"score.{name} must be at least 1", where="params.yaml / flags")
-    return params
+    return load_score_params({"engine": args.engine, "address": args.address,
+                              "workers": args.workers, "precision": args.precision})
 
 
 def summary_line(manifest: dict[str, Any]) -> str:

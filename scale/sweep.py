@@ -1,14 +1,9 @@
 """Sweeps: a grid or random search over params.yaml keys, each point one DVC experiment.
 
-Each point runs as ``dvc exp run --temp -n <name> -S key=value ... <targets>``: DVC copies the
-workspace into its own temp folder under .dvc/tmp/exps, so points run side by side without
-touching the workspace, and each result is a real DVC experiment (``dvc exp show`` lists it;
-``dvc exp apply``/``dvc exp branch`` take it). Points are ranked by a validation metric from
-metrics/train.json (``best_val_macro_f1`` by default), never by a test metric: the test split
-stays for the gate, which the best point then meets on its own branch like any other change.
-
-This module is the engine-free part (plan the points, run one, rank, keep the best, report);
-flows/sweep.py fans the points out as Prefect child runs with a concurrency limit.
+Each point runs as ``dvc exp run --temp -n <name> -S key=value ... <targets>`` and is ranked by a
+validation metric from metrics/train.json, never a test metric. This module is the engine-free
+part (plan, run one, rank, keep the best, report); flows/sweep.py fans the points out.
+More: docs/scale.md.
 """
 
 from __future__ import annotations
@@ -23,23 +18,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stages import artifacts
-from stages.common import StageError, get_logger, read_params_file
+from stages.common import PositiveInt, StageError, get_logger, params_section, read_params_file
+from stages.report_format import MISSING, md_table, num
+from stages.vcs import file_at_revision, git, is_lock_error
 
 log = get_logger(__name__)
 
-LOCK_HINTS = ("Unable to acquire lock", "is busy, it is being blocked by")
 LOCK_RETRIES = 5  # a point whose `dvc exp run` met another point's short repository lock
 
 
+@params_section("sweep")
 @dataclass
 class SweepParams:
     """``sweep:`` in params.yaml."""
 
     grid: dict[str, list[Any]] = field(default_factory=dict)  # "section.key" -> values
     mode: Literal["grid", "random"] = "grid"
-    samples: int = 4                 # random mode: points drawn from the grid's combinations
+    samples: PositiveInt = 4         # random mode: points drawn from the grid's combinations
     seed: int = 0
-    concurrency: int = 2             # points running at once
+    concurrency: PositiveInt = 2     # points running at once
     targets: list[str] = field(default_factory=lambda: ["train"])  # dvc exp run targets
     metric: str = "best_val_macro_f1"  # key of metrics/train.json; higher is better
     keep_best: Literal["branch", "none"] = "branch"
@@ -47,7 +44,11 @@ class SweepParams:
 
 
 def check_params(params: SweepParams, params_file: Path) -> None:
-    """Refuse what would make a sweep meaningless: unknown keys, empty grids, a test metric."""
+    """Refuse what would make a sweep meaningless: unknown keys, empty grids, a test metric.
+
+    The rules no field bound can say; the bounds themselves (samples, concurrency) are declared on
+    :class:`SweepParams` and checked when the section is loaded.
+    """
     where = f"{params_file}:sweep"
     if not params.grid:
         raise StageError("sweep.grid is empty", where=where,
@@ -69,9 +70,6 @@ def check_params(params: SweepParams, params_file: Path) -> None:
                              fix="sweep existing keys only: a typo would silently train the default")
         if not isinstance(values, list) or not values:
             raise StageError(f"sweep.grid.{key} must be a non-empty list", where=where)
-    for name in ("samples", "concurrency"):
-        if getattr(params, name) < 1:
-            raise StageError(f"sweep.{name} must be at least 1", where=where)
 
 
 def plan_points(params: SweepParams) -> list[dict[str, Any]]:
@@ -94,20 +92,18 @@ def set_param_args(point: dict[str, Any]) -> list[str]:
 
 def experiment_ref(repo: Path, name: str) -> tuple[str, str] | None:
     """(ref, commit) of the experiment called ``name`` (refs/exps/<baseline>/<name>)."""
-    out = subprocess.run(["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps"],
-                         cwd=repo, capture_output=True, text=True, check=True).stdout
+    out = git("for-each-ref", "--format=%(refname) %(objectname)", "refs/exps", cwd=repo)
     hits = [line.split() for line in out.splitlines() if line.split()[0].endswith(f"/{name}")]
     return (hits[-1][0], hits[-1][1]) if hits else None
 
 
 def experiment_metrics(repo: Path, ref: str) -> dict[str, Any]:
     """metrics/train.json as the experiment committed it."""
-    proc = subprocess.run(["git", "show", f"{ref}:{artifacts.TRAIN_METRICS.as_posix()}"], cwd=repo,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
+    raw = file_at_revision(ref, artifacts.TRAIN_METRICS.as_posix(), cwd=repo)
+    if raw is None:
         raise StageError(f"experiment has no {artifacts.TRAIN_METRICS}", where=ref,
                          fix="sweep.targets must include train")
-    return json.loads(proc.stdout)
+    return json.loads(raw)
 
 
 def run_point(repo: Path, name: str, point: dict[str, Any], targets: list[str], metric: str,
@@ -128,7 +124,7 @@ def run_point(repo: Path, name: str, point: dict[str, Any], targets: list[str], 
         output = proc.stdout + proc.stderr
         if proc.returncode == 0:
             break
-        if any(h in output for h in LOCK_HINTS) and attempt < LOCK_RETRIES:
+        if is_lock_error(output) and attempt < LOCK_RETRIES:
             log.info("%s: repository lock busy (another point is starting); retry %d", name,
                      attempt)
             time.sleep(2 * attempt)
@@ -176,14 +172,13 @@ def report_markdown(sweep_id: str, rows: list[dict[str, Any]], metric: str,
                     branch: str | None) -> str:
     keys = sorted({k for r in rows for k in r["params"]})
     head = ["#", "experiment", *keys, metric, "best epoch", "wall s", "status"]
+    table = [[i, r["experiment"], *(str(r["params"].get(k, "")) for k in keys), num(r[metric]),
+              num(r.get("best_epoch") or None), r.get("wall_s", MISSING),
+              r["status"] + (f": {r['error']}" if "error" in r else "")]
+             for i, r in enumerate(rows, 1)]
     lines = [f"# Sweep {sweep_id}", "",
              f"Ranked by `{metric}` (validation split; the test split is left for the gate).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for i, r in enumerate(rows, 1):
-        cells = [str(i), r["experiment"], *(str(r["params"].get(k, "")) for k in keys),
-                 "" if r[metric] is None else f"{r[metric]:.4f}", str(r.get("best_epoch") or ""),
-                 str(r.get("wall_s", "")), r["status"] + (f": {r['error']}" if "error" in r else "")]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+             *md_table(head, table, "l" * len(head))]
     if branch:
         lines += ["", f"Best kept as branch `{branch}`: `git checkout {branch} && dvc repro` runs "
                   "the rest of the pipeline and the gate on it."]

@@ -4,4 +4,5 @@
 
 Imports no torch and no transformers (tests/test_serve.py checks the running process): a serving
 image needs onnxruntime, tokenizers, numpy, pyarrow, FastAPI, uvicorn and prometheus-client.
+Builds on stages/ only: never on monitor/, scale/, commands/ or flows/ (tests/test_layering.py).
 """

@@ -29,10 +29,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from serve.app import create_app
     from serve.params import load_serve_params
 
-    params = load_serve_params(args.params)
-    params.host = args.host or params.host
-    params.port = args.port if args.port is not None else params.port
-    params.check()
+    flags = {"host": args.host or None, "port": args.port}
+    params = load_serve_params(args.params, {k: v for k, v in flags.items() if v is not None})
     app = create_app(params)
     log.info("serving on http://%s:%d (precision %s, max_batch %d, max_wait_ms %g)",
              params.host, params.port, params.precision, params.max_batch, params.max_wait_ms)

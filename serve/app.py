@@ -1,16 +1,9 @@
 """The FastAPI application: endpoints, the reload machinery and the service's lifecycle.
 
-    POST /v1/predict    {"texts": [...], "ids": [...]?} -> label, top-k probabilities, version
-    GET  /v1/model      version, labels, max_length, promoted_at, the champion's test metrics
-    GET  /healthz       the process is up
-    GET  /readyz        a model is loaded and warm (503 until then)
-    GET  /metrics       Prometheus text format
-    POST /admin/reload  load the workspace's champion now (Authorization: Bearer $RETRAINER_ADMIN_TOKEN)
-
-A reload (pointer change, SIGHUP or the admin call) loads, warms and parity-checks the new
-champion on a loader thread while the old one keeps answering, then swaps one reference: requests
-that arrived before the swap are answered by the old model, later ones by the new, and the old is
-dropped when the last of its requests is answered. A champion that fails any check is refused.
+Endpoints: POST /v1/predict, GET /v1/model, /healthz, /readyz, /metrics, POST /admin/reload
+(Bearer $RETRAINER_ADMIN_TOKEN). A reload loads, warms and parity-checks the new champion while
+the old one keeps answering, then swaps one reference; a champion that fails any check is refused.
+More: docs/serving.md.
 """
 
 from __future__ import annotations
@@ -18,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import os
 import signal
 import time
@@ -34,8 +26,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serve.batcher import MicroBatcher
+from serve.http_messages import BadRequest, error_response, predict_answer, read_predict_request
 from serve.metrics import ServeMetrics
-from serve.model import NoChampion, ServedModel, champion_files, load_champion
+from serve.model import BatchResult, NoChampion, ServedModel, champion_files, load_champion
 from serve.params import ADMIN_TOKEN_ENV, ServeParams
 from serve.predlog import PredictionLog
 from stages import artifacts
@@ -44,20 +37,6 @@ from stages.common import StageError, get_logger
 log = get_logger(__name__)
 
 ENDPOINTS = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/admin/reload"}
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, code: str, message: str, fix: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.fix = status, code, message, fix
-
-
-def error_response(status: int, code: str, message: str, fix: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if fix:
-        body["fix"] = fix
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 class Service:
@@ -141,6 +120,17 @@ class Service:
             await asyncio.sleep(self.params.reload_poll_s)
             if self._pointer_bytes() != self._pointer_seen:
                 await self.reload("pointer")
+
+    def record(self, ts: datetime, request_id: str, ids: list[str | None], texts: list[str],
+               labels: list[str], model: ServedModel, result: BatchResult,
+               latency_ms: float) -> None:
+        """Log a request's predictions and count them in the metrics."""
+        self.log.append(ts, request_id, ids, texts, labels, result.probs, model.version,
+                        latency_ms, result.truncated, result.n_tokens, result.embedding)
+        self.flush_log_if_due()
+        for label in labels:
+            self.metrics.predictions.labels(label=label).inc()
+        self.metrics.truncated.inc(sum(result.truncated))
 
     def flush_log_if_due(self) -> None:
         """Write the buffered log rows on the log thread (a Parquet write is 5-30 ms: on the
@@ -243,35 +233,17 @@ def create_app(params: ServeParams, pointer: Path = artifacts.CHAMPION_POINTER) 
         if service.model is None:
             return not_ready(service)
         try:
-            texts, ids = parse_predict_body(await read_body(request, params.max_body_bytes),
-                                            params)
+            texts, ids = await read_predict_request(request, params)
         except BadRequest as exc:
-            return error_response(exc.status, exc.code, exc.message, exc.fix)
+            return exc.response()
         try:
             model, result = await service.batcher.submit(texts)
         except Exception as exc:  # logged by the batcher with its traceback
             return error_response(500, "inference_failed", f"the model failed: {exc}")
         latency_ms = (time.perf_counter() - start) * 1000
         labels = [model.labels[i] for i in result.probs.argmax(axis=1)]
-        service.log.append(ts, request_id, ids, texts, labels, result.probs, model.version,
-                           latency_ms, result.truncated, result.n_tokens, result.embedding)
-        service.flush_log_if_due()
-        for label in labels:
-            metrics.predictions.labels(label=label).inc()
-        metrics.truncated.inc(sum(result.truncated))
-        k = min(params.top_k, len(model.labels))
-        predictions = []
-        for row, label in enumerate(labels):
-            p = result.probs[row]
-            top = p.argsort()[::-1][:k]
-            predictions.append({"id": ids[row], "label": label,
-                                "confidence": round(float(p.max()), 6),
-                                "probs": [{"label": model.labels[j], "prob": round(float(p[j]), 6)}
-                                          for j in top],
-                                "truncated": result.truncated[row],
-                                "n_tokens": result.n_tokens[row]})
-        return JSONResponse({"request_id": request_id, "model_version": model.version,
-                             "predictions": predictions}, headers={"X-Request-ID": request_id})
+        service.record(ts, request_id, ids, texts, labels, model, result, latency_ms)
+        return predict_answer(request_id, model, ids, labels, result, params.top_k)
 
     return app
 
@@ -308,59 +280,3 @@ def not_ready(service: Service) -> JSONResponse:
     return error_response(503, "not_ready", f"no model is being served: {service.not_ready}",
                           "wait for GET /readyz to answer 200", headers={"Retry-After": "5"})
 
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) one over ``limit`` bytes before reading all of it."""
-    def too_large() -> BadRequest:
-        return BadRequest(413, "body_too_large", f"the request body is over {limit} bytes",
-                          "send fewer or shorter texts per request (serve.max_body_bytes)")
-
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large()
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large()
-    return bytes(body)
-
-
-def parse_predict_body(body: bytes, params: ServeParams) -> tuple[list[str], list[str | None]]:
-    """The texts and ids of a predict request, or a 4xx that names the problem."""
-    example = '{"texts": ["first text", "second text"], "ids": ["a", "b"]}'
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(400, "invalid_json", f"the body is not valid JSON: {exc}",
-                         f"send a JSON object like {example}") from None
-    if not isinstance(payload, dict) or "texts" not in payload:
-        raise BadRequest(422, "missing_texts", "the body must be a JSON object with a 'texts' list",
-                         f"send {example}")
-    unknown = sorted(set(payload) - {"texts", "ids"})
-    if unknown:
-        raise BadRequest(422, "unknown_fields", f"unknown field(s) {unknown}",
-                         "send only 'texts' and optional 'ids'")
-    texts = payload["texts"]
-    if not isinstance(texts, list) or not texts:
-        raise BadRequest(422, "invalid_texts", "'texts' must be a non-empty list of strings",
-                         f"send {example}")
-    if len(texts) > params.max_texts:
-        raise BadRequest(422, "too_many_texts", f"{len(texts)} texts in one request; at most "
-                         f"{params.max_texts} (serve.max_texts)", "split them over several requests")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise BadRequest(422, "invalid_text", f"texts[{i}] is {type(text).__name__}, "
-                             "not a string", "send every text as a JSON string")
-        if len(text) > params.max_chars:
-            raise BadRequest(422, "text_too_long", f"texts[{i}] has {len(text)} characters; at "
-                             f"most {params.max_chars} (serve.max_chars)",
-                             "shorten it: the model reads only its first max_length tokens anyway")
-    ids = payload.get("ids")
-    if ids is None:
-        return texts, [None] * len(texts)
-    if not isinstance(ids, list) or len(ids) != len(texts) or not all(
-            isinstance(x, str) for x in ids):
-        raise BadRequest(422, "invalid_ids", "'ids' must be a list of strings, one per text",
-                         f"send {example}, or leave 'ids' out")
-    return texts, ids

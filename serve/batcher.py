@@ -1,26 +1,10 @@
 """Dynamic micro-batching: concurrent requests share ONNX calls.
 
-A request's texts are tokenised when it arrives and wait in one queue, text by text. Whenever
-one of ``workers`` inference threads is free, a call is formed: the oldest waiting text, then,
-oldest first, the queued texts that keep the call's padding within ``max_pad_share`` of its
-tokens, up to ``max_batch`` texts; while calls run, the queue fills again. If fewer than
-``max_batch`` texts fit, the oldest waits up to ``max_wait_ms`` for more. A request is answered
-as soon as the calls holding its texts are done. On a CPU, calls side by side (one ONNX Runtime
-thread each) are what use the cores; a batch makes no text cheaper there (benchmarks/RESULTS.md).
-
-Why text by text: a call is padded to its longest text, and on CPU that padding is the whole
-cost of a mixed batch (on 2 cores an unsorted batch of 32 test texts ran slower per text than one
-text per call). The oldest text is in every next call, so no text waits behind newer ones, and a
-short text never waits for a long batch to finish. ``max_batch: 1`` is one call per text
-(micro-batching off, the benchmark's baseline); ``max_pad_share: 1`` ignores lengths.
-
-A model whose scores depend on a text's batch mates (dynamic int8: ``OnnxModel.batch_invariant``)
-gets calls of one text, so every text is answered exactly as it scores alone, at the price of
-batching's gain (1.1-1.16x at 32 clients on 2 cores; benchmarks/RESULTS.md). ``max_batch`` then
-matters for fp32 and fp16.
-
-Texts are tokenised by the model that was serving when they arrived, and run on that model: after
-a reload, texts already queued finish on the old one, so each answer comes from one version.
+Texts wait in one queue; each free inference thread takes the oldest text plus queued texts that
+keep padding within ``max_pad_share``, up to ``max_batch`` (waiting up to ``max_wait_ms``). A
+batch-dependent model (dynamic int8) gets one text per call. Queued texts finish on the model that
+was serving when they arrived, so each answer comes from one version.
+More: docs/serving.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,15 @@
-"""The prediction log: every served prediction, append-only Parquet, partitioned by hour.
-
-    <serve.log_dir>/date=YYYY-MM-DD/hour=HH/part-<unix ms>-<8 hex>.parquet
+"""The service's prediction-log writer: buffers every served prediction, writes Parquet by hour.
 
 Rows are buffered and written as a new file (temp file, then rename: a reader never sees half a
 file) when ``flush_every`` rows are waiting, when the oldest waiting row is ``flush_interval_s``
 old, and on shutdown (the service writes on a thread of its own). A crash loses at most the
 rows still buffered (< ``flush_every``) and those of a write under way; SIGTERM
-loses none. The schema (:data:`SCHEMA`) is the monitoring side's contract: docs/serving.md.
+loses none. The schema and the partition layout are stages.prediction_log's (the monitor reads
+the log through the same module): docs/serving.md.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import threading
 import time
 from collections.abc import Sequence
@@ -21,34 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from serve.metrics import ServeMetrics
 from stages.common import get_logger
-from stages.io import atomic_path
+from stages.prediction_log import log_schema, partition_dir, text_sha256, write_part
 
 log = get_logger(__name__)
 
-SCHEMA = pa.schema([
-    pa.field("ts", pa.timestamp("ms", tz="UTC"), nullable=False),
-    pa.field("request_id", pa.string(), nullable=False),
-    pa.field("id", pa.string()),                       # the client's id, when it sent one
-    pa.field("text", pa.string()),                     # null with serve.log_text: false
-    pa.field("text_sha256", pa.string(), nullable=False),
-    pa.field("label", pa.string(), nullable=False),
-    pa.field("confidence", pa.float32(), nullable=False),
-    pa.field("probs", pa.list_(pa.float32()), nullable=False),  # in labels.json order
-    pa.field("model_version", pa.string(), nullable=False),
-    pa.field("latency_ms", pa.float32(), nullable=False),
-    pa.field("truncated", pa.bool_(), nullable=False),
-    pa.field("n_tokens", pa.int32(), nullable=False),
-    pa.field("embedding", pa.list_(pa.float32())),     # when the model has an embedding output
-])
 MAX_BUFFERED = 100_000  # rows kept while writes fail (disk full); older ones are dropped
-
-
-def text_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class PredictionLog:
@@ -81,7 +58,7 @@ class PredictionLog:
     def warm(self) -> None:
         """Convert one row now: pyarrow's first timestamp conversion imports pandas (~0.2 s
         holding the GIL), which must not happen in the middle of serving."""
-        pa.array([datetime.now(UTC)], SCHEMA.field("ts").type)
+        pa.array([datetime.now(UTC)], log_schema().field("ts").type)
 
     def due(self) -> bool:
         """Whether a flush should run now (enough rows, or the oldest has waited long enough)."""
@@ -97,11 +74,8 @@ class PredictionLog:
             return 0
         written = 0
         try:
-            for (date, hour), part in partitions(rows).items():
-                path = (self.root / f"date={date}" / f"hour={hour}" /
-                        f"part-{int(time.time() * 1000)}-{secrets.token_hex(4)}.parquet")
-                with atomic_path(path) as tmp:
-                    pq.write_table(pa.Table.from_pylist(part, schema=SCHEMA), tmp)
+            for partition, part in partitions(self.root, rows).items():
+                write_part(partition, pa.Table.from_pylist(part, schema=log_schema()))
                 written += len(part)
         except (OSError, pa.ArrowException) as exc:  # disk full, permissions: keep the rows
             self.metrics.log_errors.inc()
@@ -117,26 +91,9 @@ class PredictionLog:
         return written
 
 
-def partitions(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def partitions(root: Path, rows: list[dict[str, Any]]) -> dict[Path, list[dict[str, Any]]]:
+    """``rows`` grouped by the hour partition of their ``ts``."""
+    out: dict[Path, list[dict[str, Any]]] = {}
     for row in rows:
-        ts = row["ts"].astimezone(UTC)
-        out.setdefault((ts.strftime("%Y-%m-%d"), ts.strftime("%H")), []).append(row)
+        out.setdefault(partition_dir(root, row["ts"]), []).append(row)
     return out
-
-
-def log_files(root: Path) -> list[Path]:
-    """The finished log files, oldest partition first.
-
-    A write under way sits in a hidden temp dir inside its partition (see ``atomic_path``), so a
-    recursive ``*.parquet`` glob would list a half-written file; this one never does.
-    """
-    return sorted(Path(root).glob("date=*/hour=*/part-*.parquet"))
-
-
-def read_log(root: Path) -> pa.Table:
-    """The whole log as one table (tests, docs examples); partition columns dropped."""
-    files = log_files(root)
-    if not files:
-        return SCHEMA.empty_table()
-    return pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])

@@ -1,18 +1,9 @@
 """The artifact contract: every path the pipeline reads or writes, the champion, the data profile.
 
-Where does X live? Here, and only here. Stages, commands, flows, the service and the tests import
-these names instead of spelling paths; dvc.yaml declares the same paths (a test checks the two
-agree). All paths are relative to the repository root, where DVC runs every stage.
-
-The champion (``models/champion/``, tracked by DVC, pointed to by ``models/champion.json`` in
-git) is the last model that passed every gate. Its directory holds::
-
-    config.json, model.safetensors, ...   the checkpoint (as train wrote it)
-    training_data.json                    fingerprints of the texts it learned from
-    metrics.json                          its test metrics when promoted
-    data_profile.json                     the data it was trained on (drift reference)
-    onnx/                                 its ONNX export: model.onnx, model.int8.onnx,
-                                          tokenizer/, labels.json (what the service loads)
+Where does X live? Here, and only here: everything imports these names instead of spelling paths,
+and dvc.yaml declares the same paths (a test checks the two agree). Paths are relative to the
+repository root. The champion is ``models/champion/`` (DVC-tracked), pointed to by
+``models/champion.json``. More: docs/gates.md.
 """
 
 from __future__ import annotations
@@ -77,6 +68,10 @@ SPLIT_VALIDATION_DIR = Path("reports/validation/splits")
 GATE_REPORT = Path("reports/gate.md")
 GATE_HISTORY = Path("reports/gate_history.jsonl")
 PR_REPORT = Path("reports/pr.md")
+# what a run changes that belongs in git: committed with the champion, so the commit that names a
+# champion also records the dvc.lock (checkpoint hash), params and metrics that produced it
+RUN_RESULT_PATHS = (Path("dvc.lock"), Path("params.yaml"), Path("metrics"), Path("plots"),
+                    Path("reports"))
 
 
 def split_path(name: str) -> Path:
@@ -124,8 +119,51 @@ def champion_dir(pointer: Path = CHAMPION_POINTER, require: bool = True) -> Path
     path = Path(record.get("path") or CHAMPION_DIR)
     if require and not (path / "config.json").is_file():
         raise StageError(f"{pointer} names a champion but {path} is not in the workspace",
-                         where=str(path), fix=f"run `dvc pull {path}.dvc` (or `dvc checkout`)")
+                         where=str(path), fix=restore_fix(path))
     return path
+
+
+def _recorded_hash(path: Path) -> str | None:
+    """The hash DVC recorded for ``path``: in its .dvc file, else in dvc.lock's outputs."""
+    import yaml
+
+    for record, entry in ((Path(f"{path}.dvc"), None), (Path("dvc.lock"), path.as_posix())):
+        if not record.is_file():
+            continue
+        try:
+            data = yaml.safe_load(record.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        outs = (data.get("outs") or [] if entry is None else
+                [o for stage in (data.get("stages") or {}).values() for o in stage.get("outs") or []
+                 if o.get("path") == entry])
+        if outs and outs[0].get("md5"):
+            return str(outs[0]["md5"])
+    return None
+
+
+def _has_remote() -> bool:
+    return any('remote "' in text or "remote =" in text for text in
+               (p.read_text(encoding="utf-8") for p in (Path(".dvc/config"), Path(".dvc/config.local"))
+                if p.is_file()))
+
+
+def restore_fix(path: Path) -> str:
+    """How to get a DVC-tracked output (the champion, the checkpoint, an export) back into the
+    workspace: `dvc checkout` when the local cache has the recorded version, `dvc pull` when a
+    remote may, else what re-creates it. A fresh clone without `dvc pull` is the usual cause."""
+    owner = CHAMPION_DIR if path.resolve().is_relative_to(CHAMPION_DIR.resolve()) else path
+    target = CHAMPION_DVC.as_posix() if owner == CHAMPION_DIR else owner.as_posix()
+    md5 = _recorded_hash(owner)
+    if md5 is not None and Path(".dvc/cache/files/md5", md5[:2], md5[2:]).exists():
+        return f"restore it from the local DVC cache: `dvc checkout {target}`"
+    if md5 is not None and _has_remote():
+        return (f"it is recorded but not in this workspace (a fresh clone?): `dvc pull {target}` "
+                f"fetches it from the DVC remote")
+    if owner == CHAMPION_DIR:
+        return (f"restore the champion from the DVC cache: `dvc checkout {target}` (or `dvc pull "
+                f"{target}` from the DVC remote)")
+    return f"re-create it: `dvc checkout {target}` or `dvc repro --force train`"
 
 
 def champion_onnx_dir(pointer: Path = CHAMPION_POINTER) -> Path | None:

@@ -1,17 +1,9 @@
 """Measure what the ONNX export and int8 quantization buy: latency, throughput and size.
 
-PyTorch fp32, ONNX Runtime fp32 and ONNX Runtime int8 are timed on the same token ids (test-split
-texts through the exported tokenizer), with CPU threads pinned to ``benchmark.threads`` for every
-runtime; CUDA rows are added when a GPU is present. Timings cover the model call only
-(tokenization is identical for all and excluded), warm-up excluded.
-
-Each runtime is timed **alone, in a fresh process of its own**, one after the other: PyTorch and
-ONNX Runtime both keep OpenMP worker threads spinning between calls, so timed side by side in one
-process each slows the other down (measured: int8 looked 4x slower than it is). The machine's load
-average before and after is recorded, since other work skews every timing.
-
-Writes metrics/export.json (numbers, ratios, targets, device, versions), plots/latency.csv and
-plots/latency.png. Targets are reported, not enforced: timings depend on the machine.
+Times PyTorch fp32, ONNX Runtime fp32 and int8 (plus CUDA rows on a GPU) on the same token ids,
+model call only, each runtime alone in a fresh process. Writes metrics/export.json,
+plots/latency.csv and plots/latency.png; targets are reported, not enforced.
+More: docs/onnx.md.
 """
 
 from __future__ import annotations
@@ -31,10 +23,11 @@ from stages.common import (
     StageError,
     get_logger,
     load_params,
+    params_section,
     progress,
-    run_cli,
 )
-from stages.io import atomic_path, write_csv, write_json
+from stages.io import write_csv, write_json
+from stages.plots import save_png
 
 log = get_logger(__name__)
 
@@ -42,6 +35,7 @@ TORCH, ORT_FP32, ORT_INT8 = "pytorch fp32", "onnxruntime fp32", "onnxruntime int
 TARGET_SPEEDUP, TARGET_SIZE_RATIO = 2.5, 3.5
 
 
+@params_section("benchmark")
 @dataclass
 class BenchmarkParams:
     threads: PositiveInt = 2                  # intra-op CPU threads for every runtime (stated in output)
@@ -219,9 +213,7 @@ def plot(table: Any, params: BenchmarkParams) -> None:
             "(size on disk)")
     ax2.invert_yaxis()
     fig.tight_layout()
-    with atomic_path(artifacts.LATENCY_PNG) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_png(fig, artifacts.LATENCY_PNG, dpi=120)
 
 
 def main() -> None:
@@ -280,4 +272,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    from stages.stage_cli import run_stage
+
+    run_stage(main, "stages.benchmark", __doc__)

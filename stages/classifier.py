@@ -1,15 +1,9 @@
 """The one model definition: a pretrained encoder, the pooling it was trained for, a linear head.
 
-train fine-tunes it, evaluate and benchmark score with it, export traces it to ONNX, so the
-shipped graph computes exactly what was trained. Imports torch at module level: import it only
-where a model is built (stages.model does so lazily).
-
-Pooling follows the base model: a sentence-transformers model says how it pools in
-``1_Pooling/config.json`` (all-MiniLM-L6-v2: mean over tokens), and classifying from anything
-else throws away what it was trained to produce. Other encoders use the first token's hidden
-state ([CLS]). The BERT "pooler" layer is dropped: it was trained for next-sentence prediction,
-not for the task. sentence-transformers' final L2 normalisation is not applied: it is meant for
-cosine similarity, and unit-length features cap the logit margins a linear head can reach.
+train fine-tunes it, evaluate and benchmark score with it, export traces it to ONNX. Imports torch
+at module level: import it only where a model is built (stages.model does so lazily). Pooling
+follows the base model (mean for sentence-transformers, else [CLS]).
+More: docs/training.md.
 """
 
 from __future__ import annotations

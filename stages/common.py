@@ -14,7 +14,7 @@ import sys
 import time
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -62,6 +62,27 @@ PositiveFloat = Annotated[float, Range(gt=0)]      # rates, tolerances
 NonNegativeFloat = Annotated[float, Range(ge=0)]
 Fraction = Annotated[float, Range(gt=0, lt=1)]     # a share strictly between 0 and 1
 Share = Annotated[float, Range(ge=0, le=1)]        # a share, 0 and 1 included
+Port = Annotated[int, Range(ge=0, le=65535)]       # a TCP port (0: any free one)
+
+# params.yaml section -> the dataclass it is read into, filled by @params_section as modules load
+PARAMS_SECTIONS: dict[str, type] = {}
+
+
+def params_section(name: str) -> Callable[[type[T]], type[T]]:
+    """Mark a dataclass as the schema of params.yaml section ``name``::
+
+        @params_section("train")
+        @dataclass
+        class TrainParams: ...
+
+    The registry lets one generic test find every section and every bound declared in it
+    (tests/test_param_bounds.py); loading still goes through :func:`load_params`.
+    """
+    def register(schema: type[T]) -> type[T]:
+        PARAMS_SECTIONS[name] = schema
+        return schema
+
+    return register
 
 
 class StageError(Exception):
@@ -165,13 +186,21 @@ def _yaml_error(exc: yaml.YAMLError, text: str, path: Path) -> StageError:
                       "or restore it with `git checkout -- params.yaml`")
 
 
-def load_params(section: str, schema: type[T], path: Path = PARAMS_FILE) -> T:
-    """Read one section of params.yaml into a dataclass, rejecting unknown or mistyped keys."""
+def load_params(section: str, schema: type[T], path: Path = PARAMS_FILE,
+                overrides: Mapping[str, Any] | None = None) -> T:
+    """Read one section of params.yaml into a dataclass, rejecting unknown or mistyped keys.
+
+    ``overrides`` (command-line flags, a flow's arguments) replace the file's values before
+    anything is checked, so a flag meets the same types and bounds as the file.
+    """
     params = read_params_file(path)
     if section not in params:
         raise StageError(f"section '{section}' missing", where=str(path),
                          fix=f"add a '{section}:' section (see the README's parameter table)")
-    return from_mapping(schema, params[section] or {}, f"{path}:{section}")
+    values = params[section] or {}
+    if overrides and isinstance(values, dict):
+        values = {**values, **overrides}
+    return from_mapping(schema, values, f"{path}:{section}")
 
 
 def from_mapping(schema: type[T], values: dict[str, Any], where: str) -> T:

@@ -1,15 +1,9 @@
 """evaluate: score the candidate, the champion and two baselines on the same test split.
 
-Everything is paired: the candidate and the current champion (if any) predict the very same test
-rows, so the gate can compare them row by row. A comparison is only fair on rows neither model
-learned from: each checkpoint carries a fingerprint of its train and val texts
-(``training_data.json``), and every test row either model saw is flagged (``champion_trained_on``,
-``candidate_trained_on``) and left out of the paired numbers (``paired`` in eval.json). A champion
-without a fingerprint is reported as "training data unknown".
-
-Two reference baselines, a majority-class guess and TF-IDF + logistic regression fitted on the
-train split, show what the transformer buys. Metrics are also computed per slice (text-length
-bucket, and `source` when the data has it).
+Paired: both models predict the same test rows, and rows either model learned from (per its
+``training_data.json``) are flagged and left out of the paired numbers. Baselines: majority class
+and TF-IDF + logistic regression; metrics also per slice.
+More: docs/gates.md.
 """
 
 from __future__ import annotations
@@ -19,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stages import artifacts
-from stages.common import PositiveInt, StageError, get_logger, load_params, run_cli
+from stages.common import PositiveInt, StageError, get_logger, load_params, params_section
 from stages.data import load_split, seen_fingerprints, text_fingerprint
-from stages.io import atomic_path, read_json, write_csv, write_json, write_parquet
+from stages.io import read_json, write_csv, write_json, write_parquet
 from stages.metrics import classification_metrics, softmax
 from stages.model import (
     class_names,
@@ -38,6 +32,7 @@ log = get_logger(__name__)
 
 
 
+@params_section("evaluate")
 @dataclass
 class EvaluateParams:
     batch_size: PositiveInt = 128
@@ -69,7 +64,7 @@ def scoring_max_length(path: Path) -> int:
     if max_length is None:
         raise StageError(f"{path / artifacts.MANIFEST_FILE} missing or without params.max_length",
                          where=str(path),
-                         fix="a checkpoint written by the train stage has one; re-run `dvc repro train`")
+                         fix=artifacts.restore_fix(path))
     return max_length
 
 
@@ -88,6 +83,12 @@ def baselines(train: pd.DataFrame, test: pd.DataFrame, params: EvaluateParams) -
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
+    if train["label"].nunique() < 2:  # scikit-learn's logistic regression refuses one class
+        raise StageError(f"the train split has {train['label'].nunique()} class(es): the TF-IDF "
+                         "baseline (and any classifier) needs at least 2",
+                         where=str(artifacts.split_path("train")),
+                         fix="add labelled texts of other classes at the source and re-run "
+                             "`dvc repro`")
     majority = train["label"].value_counts().sort_index().idxmax()
     tfidf = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1,
@@ -146,21 +147,12 @@ def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from stages.plots import draw_confusion, save_png
+
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(labels), 0.6 + 0.6 * len(labels)))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(title)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
+    draw_confusion(ax, cm, labels, title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def evaluate(params: EvaluateParams) -> dict[str, Any]:
@@ -246,4 +238,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    from stages.stage_cli import run_stage
+
+    run_stage(main, "stages.evaluate", __doc__)

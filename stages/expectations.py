@@ -23,6 +23,7 @@ from stages.common import (
     PositiveFloat,
     Share,
     StageError,
+    params_section,
 )
 from stages.data import normalise_text
 
@@ -44,8 +45,9 @@ class Bounds:
 @dataclass
 class ClassShare:
     # a class's share of the rows, relative to the share it would have if all classes were equal
-    # (1 / number of classes): the same default fits 3 classes and 200
-    min_vs_uniform: NonNegativeFloat = 0.2
+    # (1 / number of classes): the same default fits 3 classes and 200. These relative shares
+    # average exactly 1, so a floor above 1 fails every dataset: a params error, not a data one
+    min_vs_uniform: Share = 0.2
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Drift:
     text_length_ks_max: Share = 0.25   # Kolmogorov-Smirnov statistic of text lengths (0..1)
 
 
+@params_section("validate")
 @dataclass
 class ValidateParams:
     # declared label set; empty: the champion's labels.json, or (no champion) the observed set
@@ -186,6 +189,10 @@ def raw_checks(params: ValidateParams, frames: dict[str, pd.DataFrame], label_se
                   {"column": "_conflicting_labels", "mostly": 1.0 - share},
                   f"the same normalised text never carries two labels (tolerated share {share})",
                   show="text"),
+            Check("classes.count", "classes", "ExpectTableRowCountToBeBetween",
+                  {"min_value": 2},
+                  "at least 2 classes: a classifier learns to tell classes apart, and a single "
+                  "class leaves nothing to learn (add labelled texts of the other classes)"),
             Check("classes.min_rows", "classes", "ExpectColumnValuesToBeBetween",
                   {"column": "rows", "min_value": params.min_rows_per_class},
                   f"every class has at least {params.min_rows_per_class} rows"),
@@ -248,6 +255,8 @@ def split_checks(params: ValidateParams) -> list[Check]:
               show="text"),
         Check("splits.class_coverage", "split_classes", "ExpectColumnValuesToBeNull",
               {"column": "_missing_from"}, "every class is present in every split"),
+        Check("splits.class_count", "split_classes", "ExpectTableRowCountToBeBetween",
+              {"min_value": 2}, "the splits hold at least 2 classes"),
     ]
     return apply_warn(checks, params.warn_only)
 
@@ -265,6 +274,8 @@ RAW_CHECK_NAMES = [
     "texts.text_not_blank", "texts.text_length", "texts.unlabelled", "labels.columns",
     "labels.types", "labels.id_not_null", "labels.id_unique", "labels.label_not_null",
     "labels.joins_text", "labels.label_set", "data.row_count", "data.conflicting_labels",
-    "classes.min_rows", "classes.share", "drift.label_distribution", "drift.text_length",
+    "classes.count", "classes.min_rows", "classes.share", "drift.label_distribution",
+    "drift.text_length",
 ]
-SPLIT_CHECK_NAMES = ["splits.exact_leakage", "splits.normalised_leakage", "splits.class_coverage"]
+SPLIT_CHECK_NAMES = ["splits.exact_leakage", "splits.normalised_leakage", "splits.class_coverage",
+                     "splits.class_count"]

@@ -1,19 +1,9 @@
 """Export the checkpoint to ONNX and gate it: the fp32 graph must match PyTorch on the test split.
 
-Writes models/onnx/model.onnx (dynamic batch and sequence axes), models/onnx/tokenizer/
-(tokenizer.json for the ``tokenizers`` library, truncation and padding settings baked in) and
-models/onnx/labels.json, plus metrics/parity.json. The graph has two outputs: ``logits`` and
-``embedding``, the pooled sentence vector the head reads (before dropout), which the service logs
-and the drift monitor compares with the champion's reference. The parity gate compares logits with the
-PyTorch model at every batch size in ``export.parity_batch_sizes``, on short texts, on the
-test split as it comes (mixed lengths, heavy padding) and on texts that fill ``max_length``.
-
-Why the TorchScript exporter and eager attention by default: on torch 2.13 the default
-``torch.onnx.export`` path is the dynamo exporter; both exporters pass parity, but only the
-TorchScript path (``dynamo=False``, deprecated yet working) with eager attention yields a graph
-in which onnxruntime's BERT optimizer fuses Attention and EmbedLayerNormalization (SDPA
-attention or the dynamo graph leave the attention unfused, and int8 runs slower). Set
-``export.exporter: dynamo`` once the legacy path is removed.
+Writes models/onnx/model.onnx (outputs ``logits`` and ``embedding``), models/onnx/tokenizer/,
+models/onnx/labels.json and metrics/parity.json. Uses the TorchScript exporter with eager attention
+by default (``export.exporter``), the path whose graph onnxruntime fuses.
+More: docs/onnx.md.
 """
 
 from __future__ import annotations
@@ -35,8 +25,8 @@ from stages.common import (
     StageError,
     get_logger,
     load_params,
+    params_section,
     progress,
-    run_cli,
 )
 from stages.io import atomic_path, remove_stale_temp_dirs, write_json
 from stages.model import class_names, load_classifier, trained_max_length
@@ -51,6 +41,7 @@ OUTPUT_NAMES = ("logits", "embedding")  # logits first: readers of outputs[0] ge
 DEFAULT_MAX_LENGTH = 128
 
 
+@params_section("export")
 @dataclass
 class ExportParams:
     opset: Annotated[int, Range(ge=7)] = 17
@@ -345,4 +336,6 @@ def check_tokenizer(tokenizer: Any, tokenizer_dir: Path, texts: list[str], max_l
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    from stages.stage_cli import run_stage
+
+    run_stage(main, "stages.export", __doc__)

@@ -1,26 +1,10 @@
 """gate: may this candidate replace the champion? Every check is a row; blocking failures stop DVC.
 
-Reads what evaluate wrote (metrics/eval.json and the paired test predictions) and the thresholds
-under ``gate:`` in params.yaml. Writes metrics/gate.json (one row per check) and reports/gate.md
-(a verdict a person can read) *always*, then exits 1 when a blocking check failed, so `dvc repro`
-stops before export and `promote` refuses.
-
-Check kinds (names in gate.json are ``kind`` or ``kind[subject]``):
-
-- ``min_macro_f1``, ``min_accuracy``, ``min_class_recall[<class>]``: absolute floors;
-- ``beats_tfidf``: candidate macro-F1 >= TF-IDF + logistic-regression macro-F1 + margin;
-- with a champion only: ``paired_rows`` (enough test rows that neither model trained on),
-  ``max_regression_macro_f1``, ``max_regression_slice[<column>=<value>]`` (absolute drop allowed)
-  and ``significance`` (paired bootstrap CI + McNemar, see :func:`significance_check` for the
-  exact rule of each policy).
-
-Candidate and champion are compared only on the test rows neither trained on (evaluate flags the
-rest from each model's training-data fingerprint). With fewer than ``min_paired_rows`` such rows,
-``too_few_paired_rows`` decides: ``block`` fails the gate (a person decides, e.g. promote --force),
-``absolute_only`` skips the champion comparisons with a warning. Never a silent pass.
-
-No champion yet: only the absolute checks run, and the report says so. No floor configured: the
-stage refuses to run, because a gate that checks nothing would pass anything.
+Reads metrics/eval.json, the paired test predictions and ``gate:`` in params.yaml; always writes
+metrics/gate.json and reports/gate.md, then exits 1 when a blocking check failed, so `dvc repro`
+stops before export and `promote` refuses. Champion checks use only rows neither model trained on.
+This module decides; stages.gate_report renders gate.md.
+More: docs/gates.md.
 """
 
 from __future__ import annotations
@@ -28,23 +12,25 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from stages import artifacts
 from stages.common import (
     Fraction,
     NonNegativeInt,
-    PositiveInt,
+    Range,
     Share,
     StageError,
+    check_constraints,
     get_logger,
     load_params,
+    params_section,
     read_params_file,
-    run_cli,
 )
+from stages.gate_report import render_markdown
 from stages.io import read_json, read_parquet, sha256_file, write_json, write_text
 from stages.metrics import macro_f1
-from stages.report_format import ci, md_table, num, signed
+from stages.report_format import num
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,10 +52,12 @@ class Significance:
     # better: pass only if the candidate is significantly better (see significance_check)
     policy: Literal["not_worse", "better"] = "not_worse"
     alpha: Fraction = 0.05               # McNemar exact test level (two-sided)
-    bootstrap_resamples: PositiveInt = 1000   # paired bootstrap of the macro-F1 difference
+    # paired bootstrap of the macro-F1 difference; fewer resamples make a CI too noisy to gate on
+    bootstrap_resamples: Annotated[int, Range(ge=100)] = 1000
     seed: int = 42
 
 
+@params_section("gate")
 @dataclass
 class GateParams:
     # every threshold is off (None) unless params.yaml sets it: defaults never pass a model silently
@@ -124,13 +112,8 @@ def validate_params(params: GateParams) -> None:
     if unknown:
         raise StageError(f"gate.warn_only names unknown check kinds {unknown}",
                          where="params.yaml:gate.warn_only", fix=f"use some of {list(KINDS)}")
-    sig = params.significance
-    if not 0 < sig.alpha < 1:
-        raise StageError(f"significance.alpha must be in (0, 1), got {sig.alpha}",
-                         where="params.yaml:gate.significance.alpha", fix="e.g. 0.05")
-    if sig.bootstrap_resamples < 100:
-        raise StageError("significance.bootstrap_resamples must be at least 100",
-                         where="params.yaml:gate.significance", fix="the default is 1000")
+    # the bounds declared on the fields, also for params built in code (tests)
+    check_constraints(params, "params.yaml:gate")
 
 
 def load_inputs(eval_path: Path = artifacts.EVAL_METRICS,
@@ -408,130 +391,6 @@ def _rounded(obj: Any) -> Any:
     return obj
 
 
-def _verdict(result: dict[str, Any]) -> list[str]:
-    """The title and one sentence: passed or not, and which checks failed or warned."""
-    verdict = "PASSED" if result["passed"] else "FAILED"
-    if result["passed"]:
-        summary = "every blocking check passed"
-        if result["warnings"]:
-            summary += f"; {len(result['warnings'])} warning(s): {', '.join(result['warnings'])}"
-    else:
-        summary = f"{len(result['failed'])} blocking check(s) failed: {', '.join(result['failed'])}"
-    lines = [f"# Gate: **{verdict}**", "", f"{summary.capitalize()}.", ""]
-    if not result["champion"]:
-        lines += ["> **No champion yet** (first run): only the absolute checks ran. The champion "
-                  "comparisons (regression, slices, significance) start after the first "
-                  "`python -m commands.promote`.", ""]
-    return lines
-
-
-def _paired_rows(paired: dict[str, Any]) -> str:
-    """Which test rows the comparison used, and why the others were left out."""
-    excluded = paired["excluded_champion_trained_on"] + paired["excluded_candidate_trained_on"]
-    known = paired["champion_training_data"] != "unknown"
-    if not known:
-        why = ("The champion's training data is unknown (it was promoted without a training-data "
-               "fingerprint), so rows it trained on could not be left out.")
-    else:
-        why = (f"{paired['excluded_champion_trained_on']} row(s) left out because the champion "
-               f"trained on them, {paired['excluded_candidate_trained_on']} because the candidate "
-               "did." + (" The comparison uses only rows neither model has seen." if excluded
-                         else ""))
-    return f"**Paired comparison on {paired['rows']} of {paired['test_rows']} test rows.** {why}"
-
-
-def _headline(result: dict[str, Any]) -> list[str]:
-    """The headline numbers: candidate (and champion, paired, with CIs and McNemar's test)."""
-    h, comp = result["headline"], result["comparison"]
-    lines = [f"## Headline ({h['test_rows']} test rows)", ""]
-    if h.get("paired"):
-        lines += [_paired_rows(h["paired"]), ""]
-    metrics = (("macro_f1", "macro-F1"), ("accuracy", "accuracy"))
-    if comp:
-        lines += md_table(
-            ["metric", f"candidate (all {h['test_rows']} rows)", "candidate (paired)",
-             "champion (paired)", "Δ paired", "95% CI"],
-            [[title, num(h["candidate"][m]), num(comp[m]["candidate"]), num(comp[m]["champion"]),
-              signed(comp[m]["diff"]), ci(comp[m]["ci95"])] for m, title in metrics])
-        mc = comp["mcnemar"]
-        lines += ["", f"McNemar exact test: only the candidate is right on "
-                      f"{mc['candidate_only_correct']} rows, only the champion on "
-                      f"{mc['champion_only_correct']}; p = {mc['p_value']:.3g}. CIs: paired "
-                      f"bootstrap, {comp['bootstrap_resamples']} resamples, seed {comp['seed']}."]
-    else:
-        lines += md_table(["metric", "candidate"],
-                          [[title, num(h["candidate"][m])] for m, title in metrics])
-    if h["tfidf_logreg"]:
-        lines += ["", f"TF-IDF + logistic regression baseline: macro-F1 "
-                      f"{num(h['tfidf_logreg']['macro_f1'])}, accuracy "
-                      f"{num(h['tfidf_logreg']['accuracy'])}."]
-    return lines
-
-
-def _check_status(check: dict[str, Any]) -> str:
-    if check["passed"]:
-        return "pass" if check["blocking"] else "pass (non-blocking)"
-    return "**FAIL**" if check["blocking"] else "warn"
-
-
-def _checks(result: dict[str, Any]) -> list[str]:
-    """One row per check: value, threshold, the difference to the champion, the verdict."""
-    return ["", "## Checks", "", *md_table(
-        ["check", "value", "threshold", "Δ vs champion", "95% CI of Δ", "result", "detail"],
-        [[f"`{c['name']}`", num(c["value"]), num(c["threshold"]), signed(c["delta_vs_champion"]),
-          ci(c["ci95"]), _check_status(c), c["detail"]] for c in result["checks"]],
-        align="lrrrrll")]
-
-
-def _significance_rule(policy: str, alpha: float, tolerance: float) -> str:
-    if policy == "not_worse":
-        return (f"**not_worse**: the candidate fails only if it is significantly worse, i.e. the "
-                f"95% CI lower bound of candidate − champion macro-F1 is below {-tolerance:+.4f} "
-                f"*and* McNemar's exact test gives p < {alpha} with more rows only the champion "
-                "gets right.")
-    return (f"**better**: the candidate passes only if it is significantly better, i.e. the 95% "
-            f"CI lower bound of candidate − champion macro-F1 is above 0 *and* McNemar's exact "
-            f"test gives p < {alpha} with more rows only the candidate gets right.")
-
-
-def _policy(result: dict[str, Any]) -> list[str]:
-    """The rules this verdict was reached by, as params.yaml set them."""
-    p = result["params"]
-    lines = ["", "## Policy", ""]
-    if result["champion"]:
-        lines.append(f"- Candidate and champion are compared only on test rows neither trained on "
-                     f"(at least {p['min_paired_rows']}; fewer: {p['too_few_paired_rows']}).")
-    if result["comparison"]:
-        sig = p["significance"]
-        rule = _significance_rule(sig["policy"], sig["alpha"], p["max_regression_macro_f1"] or 0.0)
-        lines.append(f"- Significance policy {rule}")
-    elif result["champion"]:
-        lines.append("- Too few paired rows: the champion comparisons did not run.")
-    else:
-        lines.append("- First-run policy: no champion to compare with, absolute checks only.")
-    floors = [f"{k} {p[k]}" for k in FLOORS if p[k] is not None]
-    lines.append(f"- Absolute floors: {', '.join(floors)}.")
-    if p["tfidf_margin"] is not None:
-        lines.append(f"- Baseline: candidate macro-F1 ≥ TF-IDF macro-F1 + {p['tfidf_margin']}.")
-    if result["comparison"]:
-        lines.append(f"- Max regression vs champion: macro-F1 {p['max_regression_macro_f1']}, "
-                     f"each slice {p['max_regression_slice']} (slices under "
-                     f"{p['min_slice_rows']} rows are reported, not gated).")
-    for items, what in ((p["warn_only"], "Non-blocking (warn only)"),
-                        (result["disabled"], "Disabled (null in params.yaml)")):
-        if items:
-            lines.append(f"- {what}: {', '.join(items)}.")
-    if result["skipped"]:
-        lines.append(f"- Not checked: {'; '.join(result['skipped'])}.")
-    return lines
-
-
-def render_markdown(result: dict[str, Any]) -> str:
-    """reports/gate.md: verdict first, then the numbers, the checks and the policy used."""
-    return "\n".join(_verdict(result) + _headline(result) + _checks(result)
-                     + _policy(result)) + "\n"
-
-
 def run_gate(params: GateParams, eval_path: Path = artifacts.EVAL_METRICS,
              predictions_path: Path = artifacts.PREDICTIONS, json_out: Path = artifacts.GATE_METRICS,
              md_out: Path = artifacts.GATE_REPORT) -> dict[str, Any]:
@@ -543,7 +402,7 @@ def run_gate(params: GateParams, eval_path: Path = artifacts.EVAL_METRICS,
     result["inputs"] = {"eval_json_sha256": sha256_file(eval_path),
                         "predictions_sha256": sha256_file(predictions_path)}
     write_json(json_out, result)
-    write_text(md_out, render_markdown(result))
+    write_text(md_out, render_markdown(result, FLOORS))
     log.info("gate %s: %d checks, %d failed, %d warnings; wrote %s, %s",
              "PASSED" if result["passed"] else "FAILED", len(result["checks"]),
              len(result["failed"]), len(result["warnings"]), json_out, md_out)
@@ -566,4 +425,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    from stages.stage_cli import run_stage
+
+    run_stage(main, "stages.gate", __doc__)

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Literal
 
 from stages import artifacts
 from stages.artifacts import LABEL_COLUMNS, TEXT_COLUMNS
-from stages.common import StageError, get_logger, load_params, redact_url, run_cli
-from stages.io import read_table, write_parquet
+from stages.common import StageError, get_logger, load_params, params_section, redact_url
+from stages.input_checks import check_ids, check_label_spellings, select_columns
+from stages.io import write_parquet
+from stages.tables import read_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,77 +30,12 @@ class Source:
     labels: str
 
 
+@params_section("ingest")
 @dataclass
 class IngestParams:
     source: Source
     # texts without a label row: "drop" them with a warning, or "fail"
     unlabelled_texts: Literal["drop", "fail"] = "drop"
-
-
-def select_columns(df: pd.DataFrame, columns: dict[str, list[str]], what: str, where: str) -> pd.DataFrame:
-    """Keep the known columns; fail naming every missing required column."""
-    df = df.rename(columns=lambda c: str(c).strip())
-    missing = [c for c in columns["required"] if c not in df.columns]
-    if missing:
-        raise StageError(
-            f"{what}: required column(s) {missing} missing; found {list(df.columns)}",
-            where=where,
-            fix=f"{what} files need the columns {columns['required']} "
-            f"(optional: {columns['optional']})",
-        )
-    keep = columns["required"] + [c for c in columns["optional"] if c in df.columns]
-    df = df[keep].copy()
-    for c in keep:
-        df[c] = df[c].astype("string")
-    return df
-
-
-def check_ids(df: pd.DataFrame, what: str, where: str) -> None:
-    """Ids are present and unique; ids that differ only by surrounding whitespace are refused
-    (" a1" and "a1" would silently become two rows, or a label would miss its text)."""
-    blank = df["id"].isna() | (df["id"].str.strip() == "")
-    if blank.any():
-        rows = (blank[blank].index[:5] + 2).tolist()  # +2: header line and 1-based lines
-        raise StageError(f"{what}: {int(blank.sum())} row(s) with an empty id (file rows {rows})",
-                         where=where, fix="give every row a unique id")
-    stripped = df["id"].str.strip()
-    padded = stripped != df["id"]
-    if padded.any():
-        clash = stripped.duplicated(keep=False) & ~df["id"].duplicated(keep=False)
-        if clash.any():
-            key = stripped[clash].iloc[0]
-            spellings = sorted(df.loc[stripped == key, "id"].unique())
-            raise StageError(f"{what}: ids {spellings} differ only by surrounding whitespace",
-                             where=where, fix="trim the ids at the source; ids must be unique "
-                             "without leading or trailing spaces")
-        raise StageError(f"{what}: {int(padded.sum())} id(s) have leading or trailing whitespace, "
-                         f"e.g. {df.loc[padded, 'id'].head(3).tolist()}", where=where,
-                         fix="trim the ids at the source (the same id must be spelled the same "
-                         "in the texts and the labels file)")
-    dup = df["id"].duplicated(keep=False)
-    if dup.any():
-        examples = sorted(df.loc[dup, "id"].unique())[:5]
-        raise StageError(
-            f"{what}: {int(df.loc[dup, 'id'].nunique())} id(s) appear more than once, e.g. {examples}",
-            where=where, fix="ids must be unique; remove or merge the duplicate rows",
-        )
-
-
-def check_label_spellings(df: pd.DataFrame, what: str, where: str) -> None:
-    """Refuse class names that differ only by case or surrounding spaces ("Refund", "refund ").
-
-    Refused, not merged: which spelling is right is the data owner's call, and merging silently
-    would change what the classes mean. Both spellings are named.
-    """
-    labels = df["label"].dropna()
-    key = labels.str.strip().str.casefold()
-    spellings = labels.groupby(key.to_numpy()).unique()
-    clashes = [sorted(v) for v in spellings if len(v) > 1]
-    if clashes:
-        shown = "; ".join(" vs ".join(repr(x) for x in group) for group in clashes[:5])
-        raise StageError(f"{what}: {len(clashes)} class name(s) are spelled in several ways that "
-                         f"differ only by case or spaces: {shown}", where=where,
-                         fix="use exactly one spelling per class in the labels file")
 
 
 def join_report(texts: pd.DataFrame, labels: pd.DataFrame, params: IngestParams) -> None:
@@ -145,4 +82,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    from stages.stage_cli import run_stage
+
+    run_stage(main, "stages.ingest", __doc__)

@@ -1,4 +1,6 @@
-"""File helpers shared by the stages: atomic writes, table reading, hashing.
+"""File helpers shared by the stages: atomic writes, JSON and pipeline Parquet reading, hashing.
+
+Tables from users (CSV, JSONL, Parquet; paths or URLs) are read by :mod:`stages.tables`.
 
 Every output is written to a temporary sibling and renamed into place, so a killed or failed
 stage never leaves a half-written file that DVC or the next stage could mistake for a result.
@@ -140,23 +142,13 @@ def sha256_tree(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_table(source: str, what: str) -> pd.DataFrame:
-    """Read a CSV, JSONL or Parquet table from a local path or an fsspec URL.
-
-    ``what`` names the table in error messages ("texts", "labels"). The reading, format sniffing
-    and value checks live in :mod:`stages.tables` (the one table reader).
-    """
-    from stages.tables import read_table as read
-
-    return read(source, what)
-
-
 def read_parquet(path: str | Path, what: str, fix: str = "run `dvc repro` (the stage that "
                  "writes it)") -> pd.DataFrame:
     """A Parquet file the pipeline wrote (ingested data, splits, predictions), read one way.
 
     Missing or damaged, it is a StageError naming ``what`` and ``path``; ``fix`` says which stage
-    to re-run. (Tables from outside the pipeline, in any format, go through :func:`read_table`.)
+    to re-run. (Tables from outside the pipeline, in any format, go through
+    :func:`stages.tables.read_table`.)
     """
     import pandas as pd
 

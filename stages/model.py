@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stages.artifacts import MANIFEST_FILE
+from stages.artifacts import MANIFEST_FILE, restore_fix
 from stages.common import StageError, progress
 
 if TYPE_CHECKING:
@@ -102,16 +102,6 @@ def build_classifier(base_model: str, labels: list[str], pooling: str, dropout: 
     encoder.config.id2label = dict(enumerate(labels))
     encoder.config.label2id = {lab: i for i, lab in enumerate(labels)}
     return TextClassifier(encoder, len(labels), pooling, dropout), tokenizer, f"{pooling} ({source})"
-
-
-def restore_fix(path: Path) -> str:
-    """How to get a good copy of a checkpoint back: the champion from DVC, else re-train."""
-    from stages import artifacts
-
-    if path.resolve().is_relative_to(artifacts.CHAMPION_DIR.resolve()):
-        return (f"restore the champion from the DVC cache: `dvc checkout {artifacts.CHAMPION_DVC}` "
-                f"(or `dvc pull {artifacts.CHAMPION_DVC}`)")
-    return f"re-create it: `dvc checkout {path}` or `dvc repro --force train`"
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, Any]:

@@ -1,18 +1,9 @@
 """ONNX Runtime sessions and inference helpers: the one place that creates an InferenceSession.
 
-Shared by export (parity), quantize (accuracy gate), benchmark and the ``predict`` CLI. Imports
-only onnxruntime, tokenizers, numpy and pandas (all inside functions), never torch, transformers
-or sklearn: ``predict`` must run on a machine that has only the ONNX model and these packages.
-
-An exported model directory looks like::
-
-    models/onnx/model.onnx          fp32, as exported (parity-gated against PyTorch)
-    models/onnx/model.int8.onnx     optimized + dynamically quantized (accuracy-gated)
-    models/onnx/tokenizer/          tokenizer.json with truncation and padding settings baked in
-    models/onnx/labels.json         class names in logit order
-
-The graph's first output is ``logits``; exports since the monitor also have ``embedding`` (the
-pooled sentence vector before the head), read by :func:`run_logits_and_embeddings`.
+Shared by export, quantize, benchmark and ``predict``. Imports only onnxruntime, tokenizers, numpy
+and pandas (inside functions), never torch, transformers or sklearn. An exported model directory
+holds model.onnx, model.int8.onnx, tokenizer/ and labels.json.
+More: docs/onnx.md.
 """
 
 from __future__ import annotations

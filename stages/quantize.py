@@ -1,17 +1,9 @@
 """Optimize the fp32 ONNX model, quantize it to int8, and gate the int8 model's accuracy.
 
-Steps: onnxruntime's transformer optimizer fuses the BERT graph (Attention,
-EmbedLayerNormalization, SkipLayerNormalization, BiasGelu: the counts go to the metrics, since a
-missing fusion is the usual reason int8 is not faster), then ``quantize_dynamic`` stores the
-MatMul/Attention weights as int8 (activations are quantized on the fly, so no calibration data).
-The int8 model replaces models/onnx/model.int8.onnx only if, on the test split, its macro-F1 is
-within ``quantize.max_f1_drop`` points of the fp32 ONNX model and it agrees with fp32 on at least
-``quantize.min_agreement`` of the predictions. int8 is scored one text per call, as everything
-downstream scores it (``onnx_session.QUANTIZED_BY_ORT``): its activation scales are per call.
-Writes metrics/quantize.json either way.
-
-With ``quantize.fp16: true`` it also writes models/onnx/model.fp16.onnx (optimized, float16
-weights, float32 inputs/outputs) for GPUs; it is gated the same way when a GPU is present.
+Fuses the BERT graph, then ``quantize_dynamic`` (no calibration data). The int8 model replaces
+models/onnx/model.int8.onnx only within ``quantize.max_f1_drop`` and ``quantize.min_agreement``
+of fp32 on the test split; metrics/quantize.json is written either way. Optional fp16 for GPUs.
+More: docs/onnx.md.
 """
 
 from __future__ import annotations
@@ -30,7 +22,7 @@ from stages.common import (
     StageError,
     get_logger,
     load_params,
-    run_cli,
+    params_section,
 )
 from stages.io import atomic_path, remove_stale_temp_dirs, write_json
 
@@ -38,6 +30,7 @@ log = get_logger(__name__)
 
 
 
+@params_section("quantize")
 @dataclass
 class QuantizeParams:
     optimizer_model_type: str = "bert"    # onnxruntime.transformers model type (bert covers
@@ -203,4 +196,6 @@ def write_fp16(opt: Any, texts: list[str], y_true: list[str], ref_logits: Any, l
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    from stages.stage_cli import run_stage
+
+    run_stage(main, "stages.quantize", __doc__)

@@ -1,4 +1,5 @@
-"""How numbers and tables look in every markdown report (gate.md, the PR report, flow artifacts).
+"""How numbers and tables look in every markdown report (gate.md, the PR report, monitoring
+windows, sweeps, flow artifacts).
 
 One formatter per idea, so the same macro-F1 reads the same in every report: :func:`num` for a
 value, :func:`signed` for a difference, :func:`ci` for a confidence interval, :func:`md_table` for a
@@ -7,6 +8,7 @@ table (cells escaped with :func:`cell`). A missing value is always :data:`MISSIN
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,13 +20,19 @@ def _plain(value: float) -> bool:
     return value == 0 or 1e-3 <= abs(value) < 1e5
 
 
-def num(value: Any) -> str:
-    """A metric, count or flag: floats to 4 decimals, ints as they are, None as :data:`MISSING`."""
+def num(value: Any, spec: str | None = None) -> str:
+    """A metric, count or flag: floats to 4 decimals, ints as they are, None as :data:`MISSING`.
+
+    ``spec`` (a format spec such as ``".4g"``) replaces the 4-decimal rule for floats, for
+    statistics whose scale varies over decades (drift scores, p-values).
+    """
     if value is None:
         return MISSING
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
+        if spec is not None:
+            return format(value, spec)
         return f"{value:.4f}" if _plain(value) else f"{value:.4g}"
     return str(value)
 
@@ -44,13 +52,14 @@ def ci(interval: Sequence[float] | None) -> str:
 
 
 def cell(text: Any) -> str:
-    """A value safe inside a markdown table cell (no column breaks, no line breaks)."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A value safe inside a markdown table cell: no pipe ends the cell, no line break (CR or LF,
+    with the spaces around it) ends the row."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).replace("|", "\\|")
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
              align: str | None = None) -> list[str]:
-    """A markdown table as lines; ``align`` is one letter a column, ``l`` or ``r``.
+    """A markdown table as lines; ``align`` is one letter a column: ``l``, ``r`` or ``c``.
 
     The default aligns the first column left and the rest (numbers) right. Cells are escaped;
     format numbers with :func:`num` / :func:`signed` before passing them.
@@ -58,6 +67,6 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
     align = align or "l" + "r" * (len(header) - 1)
     if len(align) != len(header):
         raise ValueError(f"align {align!r} has {len(align)} letters for {len(header)} columns")
-    marks = ["---:" if a == "r" else "---" for a in align]
+    marks = ["---:" if a == "r" else ":---:" if a == "c" else "---" for a in align]
     return (["| " + " | ".join(cell(h) for h in header) + " |", "| " + " | ".join(marks) + " |"]
             + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])

@@ -1,20 +1,9 @@
 """split: stable train/val/test split; new data never moves old rows.
 
-A row's split is a pure function of its own normalised text and ``split.salt``: the text is
-hashed to a number u in [0, 1) and u < test_fraction goes to test, u < test + val to val, the
-rest to train. So adding rows only adds rows to splits, removing rows moves nothing else,
-relabelling a row does not move it, and duplicates (same normalised text) always share a split.
-Changing the salt is the one way to reshuffle, and it restarts the champion comparison (the
-champion then trained on most of the new test rows; evaluate excludes those rows).
-
-Classes with few distinct texts can miss a split by chance. Such a class gets one text moved into
-the split it lacks, the one with the smallest hash for that split among the class's texts:
-deterministic, and only ever touching classes that would otherwise be unusable. Classes with
-fewer than ``min_rows_per_class`` rows or fewer distinct texts than splits stop the stage.
-
-``split.test_set`` names a curated ("golden") test file kept under data/test_set/ (so DVC
-tracks it): its rows are the test split, and texts equal to one of them (normalised) or ids in it
-are removed from train and val. The rows whose hash falls in the test bucket then go to train.
+A row's split is a pure function of its normalised text and ``split.salt``, so adding, removing or
+relabelling rows moves nothing else and duplicates share a split. ``split.test_set`` names a
+golden test file under data/test_set/ that is the test split.
+More: docs/splits.md.
 """
 
 from __future__ import annotations
@@ -26,7 +15,15 @@ from typing import TYPE_CHECKING
 
 from stages import artifacts
 from stages.artifacts import LABEL_COLUMNS, SPLIT_NAMES, TEXT_COLUMNS, split_path
-from stages.common import Fraction, PositiveInt, StageError, get_logger, load_params, run_cli
+from stages.common import (
+    Fraction,
+    PositiveInt,
+    StageError,
+    check_constraints,
+    get_logger,
+    load_params,
+    params_section,
+)
 from stages.data import normalise_text
 from stages.io import read_parquet, write_parquet
 
@@ -44,6 +41,7 @@ class TestSetFiles:
     labels: str
 
 
+@params_section("split")
 @dataclass
 class SplitParams:
     salt: str = "split-v1"             # change it to reshuffle every row (restarts comparisons)
@@ -70,20 +68,13 @@ def bucket(keys: pd.Series, salt: str) -> pd.Series:
     return keys.map(u)
 
 
-def check_fractions(params: SplitParams) -> None:
-    if not 0 < params.val_fraction < 1 or not 0 < params.test_fraction < 1 \
-            or params.val_fraction + params.test_fraction >= 1:
-        raise StageError("split fractions must be in (0, 1) and leave rows for training",
-                         where="params.yaml:split", fix="e.g. val_fraction: 0.15, test_fraction: 0.15")
-
-
 def assign_splits(df: pd.DataFrame, params: SplitParams, has_test_set: bool = False) -> pd.Series:
     """The split name for each row of ``df`` (index-aligned); with a golden test set, only
     train and val are assigned here."""
     import numpy as np
     import pandas as pd
 
-    check_fractions(params)
+    check_constraints(params, "params.yaml:split")  # also for params built in code
     key = df["text"].map(normalise_text)
     u = bucket(key, params.salt)
     test_name = "train" if has_test_set else "test"
@@ -128,8 +119,8 @@ def join(texts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
 
 def read_test_set(spec: str | TestSetFiles) -> pd.DataFrame:
     """The golden test set, checked like ingest's inputs (columns, ids, encoding)."""
-    from stages.ingest import check_ids, check_label_spellings, select_columns
-    from stages.io import read_table
+    from stages.input_checks import check_ids, check_label_spellings, select_columns
+    from stages.tables import read_table
 
     paths = [spec] if isinstance(spec, str) else [spec.texts, spec.labels]
     for path in paths:
@@ -200,4 +191,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    from stages.stage_cli import run_stage
+
+    run_stage(main, "stages.split", __doc__)

@@ -1,24 +1,21 @@
 """The one reader of user tables (CSV, JSONL/JSON, Parquet; a path or an fsspec URL).
 
-ingest, the golden test set of split and predict all read through :func:`read_table`, so every
-malformed file gets the same kind of message: what the file looks like, where (line or row and
-column) and how to fix it. The reader sniffs instead of trusting the name: Parquet bytes in a
-``.csv``, a semicolon- or tab-delimited ``.csv``, a trailing comma on every row, a JSON array in a
-``.json``, duplicate header names, values that are not strings (lists, dicts, numbers, booleans
-where a text or label belongs), bytes that are not UTF-8 and NUL bytes are all refused by name.
-
-URLs: credentials inside a URL (``https://user:pass@host/...``) are refused (they would land in
-logs, events and dvc.lock); every URL that reaches a log line or a message goes through
-:func:`stages.common.redact_url`.
+ingest, split's golden test set and predict all read through :func:`read_table`, so every malformed
+file gets the same kind of message (what, where, how to fix). It sniffs formats, reads compressed
+tables, refuses credentials in URLs and redacts URLs in messages.
+More: docs/hardening.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import importlib.util
 import io
 import json
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from stages.common import StageError, redact_url
@@ -34,18 +31,47 @@ PROTOCOL_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs",
                      "abfs": "adlfs", "abfss": "adlfs", "adl": "adlfs", "sftp": "paramiko",
                      "ssh": "paramiko", "hf": "huggingface_hub", "webdav": "webdav4"}
 PARQUET_MAGIC = b"PAR1"
+# a text table may be compressed: the outer suffix names the compression (texts.csv.gz)
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zip": "zip"}
+COMPRESSION_SUFFIX = {name: suffix for suffix, name in COMPRESSIONS.items()}
+# the bytes every file of that compression starts with: the name is checked against them
+COMPRESSION_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\x28\xb5\x2f\xfd": "zstd",
+                     b"PK\x03\x04": "zip"}
+DECOMPRESS_COMMAND = {"gzip": "gunzip", "bz2": "bunzip2", "zstd": "unzstd", "zip": "unzip"}
+FORMAT_NAMES = {"csv": "CSV", "jsonl": "JSON", "parquet": "Parquet"}
+
+
+def _file_name(source: str) -> str:
+    """The path part of a path or URL (a URL's query string, e.g. a signature, dropped)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(source).path if "://" in source else source
+
+
+def table_compression(source: str) -> str | None:
+    """The compression named by the file's outer suffix (``gzip`` for ``texts.csv.gz``), or None."""
+    name = _file_name(source).lower()
+    return next((c for suffix, c in COMPRESSIONS.items() if name.endswith(suffix)), None)
 
 
 def table_format(source: str, what: str) -> str:
-    """The format named by the file's suffix (a URL's query string, e.g. a signature, ignored)."""
-    from urllib.parse import urlsplit
-
-    name = urlsplit(source).path if "://" in source else source
-    suffix = next((s for s in TABLE_FORMATS if name.lower().endswith(s)), None)
+    """The format named by the file's suffix, under a compression suffix if there is one."""
+    name = _file_name(source).lower()
+    compression = table_compression(source)
+    if compression is not None:
+        name = name.removesuffix(COMPRESSION_SUFFIX[compression])
+    suffix = next((s for s in TABLE_FORMATS if name.endswith(s)), None)
     if suffix is None:
         raise StageError(f"{what}: unsupported file type", where=redact_url(source),
-                         fix=f"use one of {sorted(TABLE_FORMATS)}")
-    return TABLE_FORMATS[suffix]
+                         fix=f"use one of {sorted(TABLE_FORMATS)} (CSV and JSON may be "
+                         f"compressed: {', '.join(f'.csv{s}' for s in COMPRESSIONS)})")
+    fmt = TABLE_FORMATS[suffix]
+    if compression is not None and fmt == "parquet":
+        raise StageError(f"{what}: unsupported file type: a {compression}-compressed Parquet file",
+                         where=redact_url(source),
+                         fix=f"decompress it ({DECOMPRESS_COMMAND[compression]}); Parquet "
+                         "compresses its own columns, so a .parquet is read as it is")
+    return fmt
 
 
 def check_no_credentials(source: str, where: str | None = None) -> None:
@@ -91,9 +117,7 @@ def open_source(source: str, what: str) -> Iterator[Any]:
                          fix=f"pip install {package} (and give its credentials through the "
                          "environment), or copy the file locally") from None
     except UnicodeDecodeError as exc:
-        raise StageError(f"{what} file is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})",
-                         where=shown, fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t "
-                         "utf-8)") from None
+        raise _not_utf8(what, shown, exc.object[exc.start]) from None
     except ValueError as exc:
         if "protocol not known" in str(exc).lower():
             raise StageError(f"{what}: unknown URL scheme '{protocol}://'", where=shown,
@@ -110,8 +134,19 @@ def open_source(source: str, what: str) -> Iterator[Any]:
             raise StageError(f"{what} file not found", where=shown,
                              fix="check the path (ingest.source in params.yaml, or --input)"
                              ) from None
+        if isinstance(exc, IsADirectoryError):
+            raise StageError(f"{what}: {shown} is a directory, not a file", where=shown,
+                             fix="point ingest.source (or --input) at one CSV, JSONL or Parquet "
+                                 "file inside it") from None
+        if exc.errno == errno.ELOOP:
+            raise StageError(f"{what}: {shown} is a symbolic link that loops (too many levels "
+                             "of links)", where=shown,
+                             fix=f"see where it points (`ls -l {shown}`), then make the link "
+                                 "name a real file, or point ingest.source at the file") from None
         raise StageError(f"{what} file could not be read: {type(exc).__name__}: "
-                         f"{redact_url(str(exc))}", where=shown) from None
+                         f"{redact_url(str(exc))}", where=shown,
+                         fix="check the file's permissions and that it is readable "
+                             "(`head` it), then re-run") from None
 
 
 def _connection_error(exc: BaseException) -> str | None:
@@ -134,31 +169,296 @@ def read_table(source: str, what: str, string_columns: tuple[str, ...] = STRING_
     Columns named in ``string_columns`` must hold strings; other columns may hold strings or
     numbers (an integer ``id`` is fine) but not lists or dicts.
     """
+    table_format(source, what)  # an unsupported name is refused before anything is read
+    return read_table_bytes(read_bytes(source, what), source, what, string_columns)
+
+
+def read_table_bytes(raw: bytes, path: str, what: str,
+                     string_columns: tuple[str, ...] = STRING_COLUMNS) -> pd.DataFrame:
+    """A table from a file's bytes (e.g. one read from git), the format named by ``path``'s
+    suffix; the same checks and messages as :func:`read_table`."""
+    fmt = table_format(path, what)
+    (df,) = _checked_frames(io.BytesIO(raw), fmt, table_compression(path), what, redact_url(path),
+                            None, string_columns)
+    return df
+
+
+def iter_table_chunks(source: str, what: str, chunk_rows: int = 10_000,
+                      string_columns: tuple[str, ...] = ("text",)) -> Iterator[pd.DataFrame]:
+    """The table in chunks of at most ``chunk_rows`` rows, for bounded memory (predict).
+
+    Parquet is read by row group batches, CSV with pandas' chunked reader, JSON Lines line by
+    line; every chunk gets the checks :func:`read_table` applies (a JSON array is parsed whole).
+    A table without rows raises, as in :func:`read_table`.
+    """
     fmt = table_format(source, what)
-    raw = read_bytes(source, what)
-    shown = redact_url(source)
-    if not raw.strip():
+    with open_source(source, what) as f:
+        yield from _checked_frames(f, fmt, table_compression(source), what, redact_url(source),
+                                   chunk_rows, string_columns)
+
+
+def _checked_frames(f: Any, fmt: str, compression: str | None, what: str, shown: str,
+                    chunk_rows: int | None, string_columns: tuple[str, ...]
+                    ) -> Iterator[pd.DataFrame]:
+    """The one reading path of both readers: ``f`` (a seekable binary file, ``compression`` as
+    its name says) as one frame (``chunk_rows`` None) or in chunks, each frame's values checked;
+    a file without rows raises."""
+    import zlib
+
+    with _decompressed(f, fmt, compression, what, shown) as f:
+        try:
+            yield from _frames(f, fmt, what, shown, chunk_rows, string_columns)
+        except (EOFError, OSError, zlib.error) as exc:
+            # a stream cut short or damaged is found only where the readers reach it
+            if compression is None:
+                raise
+            raise _damaged_compressed(what, shown, compression, exc) from None
+
+
+def _frames(f: Any, fmt: str, what: str, shown: str, chunk_rows: int | None,
+            string_columns: tuple[str, ...]) -> Iterator[pd.DataFrame]:
+    whole = chunk_rows is None
+    # the whole file is in memory anyway; a stream is judged empty by its first 64 KiB
+    start = f.read(-1 if whole else 1 << 16)
+    f.seek(0)
+    if not start.strip():
         raise StageError(f"{what} file is empty", where=shown, fix="provide at least one row")
-    if raw.startswith(PARQUET_MAGIC) and fmt != "parquet":
+    if start.startswith(PARQUET_MAGIC) and fmt != "parquet":
         raise StageError(f"{what} file is Parquet (it starts with the bytes 'PAR1') but is named "
                          f"as {fmt}", where=shown, fix="rename it to .parquet")
-    if fmt == "parquet":
-        df, locate = _parse_parquet(raw, what, shown)
-    else:
-        text = _decode(raw, what, shown)
-        nul = text.find("\x00")
-        if nul >= 0:
-            raise StageError(f"{what} file contains a NUL byte (\\x00): a binary or corrupt file",
-                             where=f"{shown}, line {text.count(chr(10), 0, nul) + 1}",
-                             fix="remove the NUL bytes or re-export the file as plain UTF-8 text")
-        if fmt == "csv":
-            df, locate = _parse_csv(text, what, shown)
-        else:
-            df, locate = _parse_json(text, what, shown)
-    if df.empty:
+    rows = 0
+    for df, locate in _FRAME_READERS[fmt](f, what, shown, chunk_rows):
+        if whole and df.empty:
+            break
+        _check_values(df, what, shown, locate, string_columns)
+        rows += len(df)
+        yield df
+    if rows == 0:
         raise StageError(f"{what} file has no rows", where=shown, fix="provide at least one row")
-    _check_values(df, what, shown, locate, string_columns)
-    return df
+
+
+def _head_shown(head: bytes) -> str:
+    text = head.decode("ascii", "replace")
+    return repr(text) if text.isprintable() else "the bytes " + head.hex(" ")
+
+
+def _sniffed_compression(head: bytes) -> str | None:
+    return next((c for magic, c in COMPRESSION_MAGIC.items() if head.startswith(magic)), None)
+
+
+@contextlib.contextmanager
+def _decompressed(f: Any, fmt: str, compression: str | None, what: str, shown: str
+                  ) -> Iterator[Any]:
+    """``f`` decompressed as its name says (``f`` itself when uncompressed), after checking the
+    name against the file's first bytes: gzip bytes in a ``.csv``, or plain text in a
+    ``.csv.gz``, are refused with the compression named."""
+    head = f.read(4)
+    f.seek(0)
+    sniffed = _sniffed_compression(head)
+    name = PurePosixPath(_file_name(shown)).name
+    if not head or (compression is None and sniffed is None):
+        yield f
+        return
+    if sniffed == "zip" and _is_excel(f):
+        raise StageError(f"{what} file {name} is an Excel workbook, not {FORMAT_NAMES[fmt]}",
+                         where=shown, fix="export the sheet as CSV UTF-8 (File > Save As), "
+                         "or as .jsonl/.parquet")
+    if compression is None:
+        raise _named_plainly(what, name, shown, fmt, sniffed)
+    if sniffed != compression:
+        plain = name[: -len(COMPRESSION_SUFFIX[compression])]
+        really = "not compressed" if sniffed is None else f"{sniffed}-compressed"
+        renamed = plain if sniffed is None else plain + COMPRESSION_SUFFIX[sniffed]
+        raise StageError(f"{what} file {name} is named as {compression}-compressed but is "
+                         f"{really} (it starts with {_head_shown(head)})", where=shown,
+                         fix=f"rename it to {renamed}")
+    with _open_compressed(f, compression, what, name, shown) as inner:
+        yield inner
+
+
+@contextlib.contextmanager
+def _open_compressed(f: Any, compression: str, what: str, name: str, shown: str
+                     ) -> Iterator[Any]:
+    """A seekable binary stream of the decompressed bytes (readers rewind to the start)."""
+    import bz2
+    import gzip
+    import zipfile
+
+    if compression == "gzip":
+        with gzip.GzipFile(fileobj=f, mode="rb") as inner:
+            yield inner
+    elif compression == "bz2":
+        with bz2.BZ2File(f, mode="rb") as inner:
+            yield inner
+    elif compression == "zstd":
+        if not _zstd_available():
+            raise StageError(f"{what} file {name} is zstd-compressed, and reading zstd needs the "
+                             "package 'zstandard', which is not installed", where=shown,
+                             fix=f"decompress it (unzstd {name}) and point at the "
+                             "uncompressed file, or pip install zstandard")
+        import zstandard
+
+        # zstd streams cannot rewind: the decompressed table is held in memory
+        try:
+            inner = io.BytesIO(_zstd_decompressed(f.read()))
+        except zstandard.ZstdError as exc:
+            raise _damaged_compressed(what, shown, "zstd", exc) from None
+        yield inner
+    else:
+        try:
+            archive = zipfile.ZipFile(f)
+        except zipfile.BadZipFile as exc:
+            raise _damaged_compressed(what, shown, "zip", exc) from None
+        with archive:
+            # folders and the resource forks macOS adds (__MACOSX/) are not files of the table
+            members = [m for m in archive.namelist()
+                       if not m.endswith("/") and not m.startswith("__MACOSX/")]
+            if len(members) != 1:
+                raise StageError(f"{what} file {name} holds {len(members)} files "
+                                 f"{members[:5]}, not one", where=shown,
+                                 fix="zip only the table (one file), or unzip it and point at "
+                                 "the table")
+            try:
+                inner = archive.open(members[0])
+            except RuntimeError as exc:  # zipfile's word for an encrypted member
+                raise StageError(f"{what} file {name} could not be opened: {exc}", where=shown,
+                                 fix="unzip it (with its password) and point at the table"
+                                 ) from None
+            with inner:
+                yield inner
+
+
+def _zstd_available() -> bool:
+    return importlib.util.find_spec("zstandard") is not None
+
+
+def _zstd_decompressed(raw: bytes) -> bytes:
+    """Every frame of ``raw``; a frame cut short raises (zstandard's readers return what they
+    have, which would silently drop the end of the table)."""
+    import zstandard
+
+    parts = []
+    while raw:
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        parts.append(frame.decompress(raw))
+        if not frame.eof:
+            raise zstandard.ZstdError("the data ends inside a frame")
+        raw = frame.unused_data
+    return b"".join(parts)
+
+
+def _is_excel(f: Any) -> bool:
+    """Whether a zip file is an Excel workbook (an .xlsx is a zip holding xl/workbook.xml)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(f) as archive:
+            return "xl/workbook.xml" in archive.namelist()
+    except zipfile.BadZipFile:
+        return False
+    finally:
+        f.seek(0)
+
+
+def _named_plainly(what: str, name: str, shown: str, fmt: str, sniffed: str) -> StageError:
+    """A compressed file named as plain text (or as Parquet)."""
+    tool = DECOMPRESS_COMMAND[sniffed]
+    renamed = name + COMPRESSION_SUFFIX[sniffed]
+    if fmt == "parquet":
+        fix = (f"decompress it ({tool}); Parquet compresses its own columns, so a .parquet is "
+               "read as it is")
+    elif sniffed == "zstd" and not _zstd_available():
+        fix = (f"decompress it (mv {name} {renamed} && unzstd {renamed}), or pip install "
+               f"zstandard and rename it to {renamed} (read directly)")
+    else:
+        fix = f"rename it to {renamed} (read directly) or decompress it ({tool})"
+    kind = "Parquet" if fmt == "parquet" else f"{FORMAT_NAMES[fmt]} text"
+    return StageError(f"{what} file {name} is {sniffed}-compressed, not {kind}", where=shown,
+                      fix=fix)
+
+
+def _damaged_compressed(what: str, shown: str, compression: str, exc: BaseException
+                        ) -> StageError:
+    return StageError(f"{what} file could not be decompressed as {compression} (truncated or "
+                      f"damaged?): {type(exc).__name__}: {exc}", where=shown,
+                      fix=f"re-create it (test it with {DECOMPRESS_COMMAND[compression]} -t), "
+                      "or provide the uncompressed file")
+
+
+def _not_utf8(what: str, where: str, byte: int, offset: int | None = None) -> StageError:
+    at = "" if offset is None else f" at offset {offset}"
+    return StageError(f"{what} file is not valid UTF-8 (byte 0x{byte:02x}{at})", where=where,
+                      fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+
+
+def _extra_fields(df: pd.DataFrame, what: str, shown: str, header: list[str]) -> StageError:
+    """Rows longer than the header: pandas took each row's extra leading fields as an index.
+    Only extra fields that are all empty are blamed on trailing commas."""
+    extra = df.index.nlevels
+    # the rows as written: index fields, then the columns; what is beyond the header is extra
+    beyond = df.reset_index().iloc[:, len(header):].to_numpy().ravel()
+    fields = "one more field" if extra == 1 else f"{extra} more fields"
+    if all(v is None or v != v or (isinstance(v, str) and not v.strip()) for v in beyond):
+        empty, cause = ("an empty one", "a trailing comma") if extra == 1 else \
+            ("all empty", "trailing commas")
+        return StageError(f"{what} file: every row has {fields} than the header {header}, "
+                          f"{empty} ({cause} at the end of each line?)", where=f"{shown}, line 2",
+                          fix="remove the trailing commas, or add the missing column name to "
+                          "the header")
+    return StageError(f"{what} file: line 2 has {fields} than the header {header}, not empty "
+                      "(an unquoted comma inside a value, or a column name missing from the "
+                      "header?)", where=f"{shown}, line 2",
+                      fix="quote fields that contain commas (any CSV writer does), or add the "
+                      "missing column name(s) to the header")
+
+
+def _unparsable_csv(what: str, shown: str, exc: Exception) -> StageError:
+    return StageError(f"{what} file could not be parsed as CSV: {exc}", where=shown,
+                      fix="quote fields that contain commas, quotes or newlines "
+                      "(any CSV writer does)")
+
+
+def _damaged_parquet(what: str, shown: str, exc: Exception) -> StageError:
+    return StageError(f"{what} file could not be read as Parquet (truncated or damaged?): "
+                      f"{exc}", where=shown, fix="re-export it")
+
+
+def _not_parquet(what: str, shown: str, head: bytes) -> StageError:
+    looks = "CSV or JSON text" if head[:1].isascii() else "not Parquet"
+    return StageError(f"{what} file is named .parquet but is {looks} (no 'PAR1' header)",
+                      where=shown, fix="rename it to the format it really is (.csv, .jsonl)")
+
+
+def _text(raw: bytes, what: str, shown: str) -> str:
+    """A text table's content: UTF-8 without a BOM and without NUL bytes."""
+    text = _decode(raw, what, shown)
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise StageError(f"{what} file contains a NUL byte (\\x00): a binary or corrupt file",
+                         where=f"{shown}, line {text.count(chr(10), 0, nul) + 1}",
+                         fix="remove the NUL bytes or re-export the file as plain UTF-8 text")
+    return text
+
+
+def _parquet_frames(f: Any, what: str, shown: str, chunk_rows: int | None) -> Iterator[tuple]:
+    if chunk_rows is None:
+        yield _parse_parquet(f.read(), what, shown)
+    else:
+        yield from _parquet_chunks(f, what, shown, chunk_rows)
+
+
+def _csv_frames(f: Any, what: str, shown: str, chunk_rows: int | None) -> Iterator[tuple]:
+    if chunk_rows is None:
+        yield _parse_csv(_text(f.read(), what, shown), what, shown)
+    else:
+        yield from _csv_chunks(f, what, shown, chunk_rows)
+
+
+def _jsonl_frames(f: Any, what: str, shown: str, chunk_rows: int | None) -> Iterator[tuple]:
+    if chunk_rows is None:
+        yield _parse_json(_text(f.read(), what, shown), what, shown)
+    else:
+        yield from _jsonl_chunks(f, what, shown, chunk_rows)
 
 
 def _decode(raw: bytes, what: str, shown: str) -> str:
@@ -166,10 +466,7 @@ def _decode(raw: bytes, what: str, shown: str) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise StageError(
-            f"{what} file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-            where=f"{shown}, line {line}",
-            fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+        raise _not_utf8(what, f"{shown}, line {line}", raw[exc.start], exc.start) from None
     return text.removeprefix("\ufeff")  # a BOM is not part of the first column's name
 
 
@@ -192,8 +489,33 @@ def _jsonl_object(line: str, lineno: int, what: str, shown: str) -> dict:
     return item
 
 
-def _csv_header(first: str, what: str, shown: str) -> list[str]:
-    """The header row's names; a header that is one field holding ; tab or | is another format."""
+def _csv_header(lines: Iterator[str], what: str, shown: str) -> list[str]:
+    """The header row's names, from the table's lines (read only up to the header). Refused: a
+    comment/preamble above the header, and a header that is one field holding ; tab or | (another
+    format)."""
+    comments: list[tuple[int, str]] = []  # the '#' lines above the first other line
+    first, first_lineno = "", 0
+    for lineno, line in enumerate(lines, start=1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue  # blank lines above the header are skipped, as pandas does
+        if line.startswith("#"):
+            comments.append((lineno, line))
+            continue
+        first, first_lineno = line, lineno
+        break
+    if comments:
+        start, comment = comments[0]
+        if first and _is_preamble(comment, first):
+            last = first_lineno - 1
+            span, verb = (f"line {start}", "is") if start == last else \
+                (f"lines {start}-{last}", "are")
+            raise StageError(f"{what} file: {span} {verb} a comment/preamble above the header "
+                             f"({_preview(comment)})", where=f"{shown}, line {start}",
+                             fix=f"delete {span}, so that the header ({_preview(first)}) is the "
+                             "first line ('#' lines are not skipped: an id or a text may start "
+                             "with '#')")
+        first = comment  # the header itself, its first name starting with '#' ("#,id,text")
     header = next(csv.reader([first])) if first else []
     if len(header) == 1:
         for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
@@ -206,24 +528,26 @@ def _csv_header(first: str, what: str, shown: str) -> list[str]:
     return header
 
 
+def _is_preamble(comment: str, header: str) -> bool:
+    """Whether a '#' line above the first other line is a comment rather than the header: a
+    comment reads "# ..." or has another number of fields than the line below it ("#,id,text"
+    above "1,t1,hi" is a header with a row-number column named '#')."""
+    def width(line: str) -> int:
+        return len(next(csv.reader([line])))
+
+    return comment.startswith("# ") or width(comment) != width(header)
+
+
 def _parse_csv(text: str, what: str, shown: str) -> tuple[pd.DataFrame, Any]:
     import pandas as pd
 
-    first = text.lstrip("\r\n").splitlines()[0]
-    header = _csv_header(first, what, shown)
+    header = _csv_header(io.StringIO(text, newline=""), what, shown)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
     except (ValueError, pd.errors.ParserError) as exc:
-        raise StageError(f"{what} file could not be parsed as CSV: {exc}", where=shown,
-                         fix="quote fields that contain commas, quotes or newlines "
-                         "(any CSV writer does)") from None
+        raise _unparsable_csv(what, shown, exc) from None
     if not isinstance(df.index, pd.RangeIndex):
-        # pandas takes the extra leading field of every row as an index: rows are one longer
-        raise StageError(f"{what} file: every row has one more field than the header "
-                         f"{header} (a trailing comma at the end of each line?)",
-                         where=f"{shown}, line 2",
-                         fix="remove the trailing commas, or add the missing column name to the "
-                         "header") from None
+        raise _extra_fields(df, what, shown, header)
 
     def locate(i: int) -> str:
         return f"line {i + 2} (row {i + 1})"  # header is line 1; quoted newlines aside
@@ -297,14 +621,11 @@ def _parse_parquet(raw: bytes, what: str, shown: str) -> tuple[pd.DataFrame, Any
     import pyarrow.parquet as pq
 
     if not raw.startswith(PARQUET_MAGIC):
-        looks = "CSV or JSON text" if raw[:1].isascii() else "not Parquet"
-        raise StageError(f"{what} file is named .parquet but is {looks} (no 'PAR1' header)",
-                         where=shown, fix="rename it to the format it really is (.csv, .jsonl)")
+        raise _not_parquet(what, shown, raw)
     try:
         table = pq.read_table(io.BytesIO(raw))
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise StageError(f"{what} file could not be read as Parquet (truncated or damaged?): "
-                         f"{exc}", where=shown, fix="re-export it") from None
+        raise _damaged_parquet(what, shown, exc) from None
     _check_header(table.column_names, what, shown)
     df = table.to_pandas()
 
@@ -376,47 +697,13 @@ def _preview(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def iter_table_chunks(source: str, what: str, chunk_rows: int = 10_000,
-                      string_columns: tuple[str, ...] = ("text",)) -> Iterator[pd.DataFrame]:
-    """The table in chunks of at most ``chunk_rows`` rows, for bounded memory (predict).
-
-    Parquet is read by row group batches, CSV with pandas' chunked reader, JSON Lines line by
-    line; every chunk gets the checks :func:`read_table` applies (a JSON array is parsed whole).
-    A table without rows raises, as in :func:`read_table`.
-    """
-    fmt = table_format(source, what)
-    shown = redact_url(source)
-    rows = 0
-    with open_source(source, what) as f:
-        head = f.read(len(PARQUET_MAGIC))
-        f.seek(0)
-        if not head.strip() and not f.read(1 << 16).strip():
-            raise StageError(f"{what} file is empty", where=shown, fix="provide at least one row")
-        f.seek(0)
-        if head == PARQUET_MAGIC and fmt != "parquet":
-            raise StageError(f"{what} file is Parquet (it starts with the bytes 'PAR1') but is "
-                             f"named as {fmt}", where=shown, fix="rename it to .parquet")
-        if fmt == "parquet":
-            chunks = _parquet_chunks(f, what, shown, chunk_rows)
-        elif fmt == "csv":
-            chunks = _csv_chunks(f, what, shown, chunk_rows)
-        else:
-            chunks = _jsonl_chunks(f, what, shown, chunk_rows)
-        for df, locate in chunks:
-            _check_values(df, what, shown, locate, string_columns)
-            rows += len(df)
-            yield df
-    if rows == 0:
-        raise StageError(f"{what} file has no rows", where=shown, fix="provide at least one row")
-
-
 def _parquet_chunks(f: Any, what: str, shown: str, chunk_rows: int) -> Iterator[tuple]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if f.read(len(PARQUET_MAGIC)) != PARQUET_MAGIC:
-        raise StageError(f"{what} file is named .parquet but has no 'PAR1' header",
-                         where=shown, fix="rename it to the format it really is (.csv, .jsonl)")
+    head = f.read(len(PARQUET_MAGIC))
+    if head != PARQUET_MAGIC:
+        raise _not_parquet(what, shown, head)
     f.seek(0)
     try:
         pf = pq.ParquetFile(f)
@@ -427,16 +714,14 @@ def _parquet_chunks(f: Any, what: str, shown: str, chunk_rows: int) -> Iterator[
             yield batch.to_pandas(), (lambda i, o=offset: f"row {o + i} (0-based)")
             start += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
-        raise StageError(f"{what} file could not be read as Parquet (truncated or damaged?): "
-                         f"{exc}", where=shown, fix="re-export it") from None
+        raise _damaged_parquet(what, shown, exc) from None
 
 
 def _csv_chunks(f: Any, what: str, shown: str, chunk_rows: int) -> Iterator[tuple]:
     import pandas as pd
 
     text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
-    first = text.readline().rstrip("\r\n")
-    header = _csv_header(first, what, shown)
+    header = _csv_header(iter(text.readline, ""), what, shown)
     text.seek(0)
     try:
         reader = pd.read_csv(text, dtype=str, keep_default_na=False, na_values=[""],
@@ -444,20 +729,16 @@ def _csv_chunks(f: Any, what: str, shown: str, chunk_rows: int) -> Iterator[tupl
         start = 0
         for chunk in reader:
             if not isinstance(chunk.index, pd.RangeIndex):
-                raise StageError(f"{what} file: every row has one more field than the header "
-                                 f"{header} (a trailing comma at the end of each line?)",
-                                 where=f"{shown}, line 2", fix="remove the trailing commas")
+                raise _extra_fields(chunk, what, shown, header)
             offset = start
             yield chunk.reset_index(drop=True), (lambda i, o=offset: f"line {o + i + 2}")
             start += len(chunk)
     except UnicodeDecodeError as exc:
-        raise StageError(f"{what} file is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})",
-                         where=shown, fix="re-save the file as UTF-8") from None
+        raise _not_utf8(what, shown, exc.object[exc.start]) from None
     except (ValueError, pd.errors.ParserError) as exc:
         if isinstance(exc, pd.errors.EmptyDataError):
             return
-        raise StageError(f"{what} file could not be parsed as CSV: {exc}", where=shown,
-                         fix="quote fields that contain commas, quotes or newlines") from None
+        raise _unparsable_csv(what, shown, exc) from None
 
 
 def _jsonl_chunks(f: Any, what: str, shown: str, chunk_rows: int) -> Iterator[tuple]:
@@ -477,9 +758,7 @@ def _jsonl_chunks(f: Any, what: str, shown: str, chunk_rows: int) -> Iterator[tu
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise StageError(f"{what} file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
-                             where=f"{shown}, line {lineno}", fix="re-save the file as UTF-8"
-                             ) from None
+            raise _not_utf8(what, f"{shown}, line {lineno}", raw[exc.start]) from None
         records.append(_jsonl_object(line, lineno, what, shown))
         lines.append(lineno)
         if len(records) == chunk_rows:
@@ -494,3 +773,8 @@ def _records_frame(records: list[dict]) -> pd.DataFrame:
 
     df = pd.DataFrame.from_records(records)
     return df.astype(object).where(df.notna(), None)
+
+
+# the one format dispatch of both readers (a chunk reader reads the whole file when chunk_rows
+# is None)
+_FRAME_READERS = {"parquet": _parquet_frames, "csv": _csv_frames, "jsonl": _jsonl_frames}

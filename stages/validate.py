@@ -1,30 +1,24 @@
 """validate: Great Expectations guards the data, so bad data never reaches training.
 
-``python -m stages.validate`` checks data/raw/texts.parquet and data/labels/labels.parquet against
-the suites built from params.yaml's ``validate`` section (see stages/expectations.py and
-README "Data validation"), compares the data with the last accepted data profile (drift), writes the GX
-results JSON, a self-contained HTML report and a short summary under reports/validation/raw/,
-and writes
-metrics/data.json only when no blocking check failed, so that `dvc repro` stops before split.
-``python -m stages.validate --splits`` checks the splits for leakage and class coverage.
-
-Great Expectations is imported inside :func:`run_suites` only: other stages (and the promote
-command, which stores :func:`stages.artifacts.data_profile`) never pay its ~6 s import.
+``python -m stages.validate`` checks raw texts and labels against the suites from params.yaml's
+``validate`` (stages/expectations.py) and for drift, writes reports/validation/raw/, and writes
+metrics/data.json only when no blocking check failed. ``python -m stages.validate --splits``
+checks the splits. GX is imported inside :func:`run_suites` only.
+More: docs/validation.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from stages import artifacts
 from stages.artifacts import SPLIT_NAMES, data_profile, split_path
 from stages.common import StageError, get_logger, load_params, run_cli
+from stages.drift_stats import aligned_counts, js_divergence, ks_statistic
 from stages.expectations import (
     RAW_CHECK_NAMES,
     SPLIT_CHECK_NAMES,
@@ -37,6 +31,8 @@ from stages.expectations import (
     split_frames,
 )
 from stages.io import atomic_path, read_json, read_parquet, write_json
+from stages.report_format import md_table
+from stages.validation_report import Outcome, Report, report_html
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,79 +45,20 @@ RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20,
                  "unexpected_index_column_names": ["id"]}
 
 
-@dataclass
-class Outcome:
-    """What one expectation found, flattened from the GX result for summaries and tests."""
-
-    check: str
-    expectation: str
-    frame: str
-    blocking: bool
-    success: bool
-    message: str
-    unexpected_count: int | None = None
-    examples: list[tuple[Any, Any]] = field(default_factory=list)
-
-
-@dataclass
-class Report:
-    outcomes: list[Outcome]
-    notes: list[str]
-    results: dict[str, Any]  # GX validation results, JSON-ready
-
-    @property
-    def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.success and o.blocking]
-
-    @property
-    def warnings(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.success and not o.blocking]
-
-    @property
-    def failed_checks(self) -> list[str]:
-        return sorted({o.check for o in self.failed})
-
-    @property
-    def warned_checks(self) -> list[str]:
-        return sorted({o.check for o in self.warnings})
-
-
 # ---------------------------------------------------------------- profile and drift
 
 
-def js_divergence(p: dict[str, float], q: dict[str, float]) -> float:
-    """Jensen-Shannon divergence (base 2, 0 = same, 1 = disjoint) of two class distributions."""
-    import math
-
-    keys = sorted(set(p) | set(q))
-    tp, tq = sum(p.values()) or 1.0, sum(q.values()) or 1.0
-    total = 0.0
-    for k in keys:
-        a, b = p.get(k, 0.0) / tp, q.get(k, 0.0) / tq
-        m = (a + b) / 2
-        total += (a * math.log2(a / m) if a else 0.0) + (b * math.log2(b / m) if b else 0.0)
-    return round(total / 2, 6)
-
-
-def ks_statistic(counts_a: dict[str, int], counts_b: dict[str, int]) -> float:
-    """Two-sample Kolmogorov-Smirnov statistic from two length histograms (exact, integer bins)."""
-    import numpy as np
-
-    grid = sorted({int(k) for k in counts_a} | {int(k) for k in counts_b})
-    a = np.array([counts_a.get(str(x), 0) for x in grid], dtype=float)
-    b = np.array([counts_b.get(str(x), 0) for x in grid], dtype=float)
-    if not a.sum() or not b.sum():
-        return 0.0
-    return round(float(np.abs(np.cumsum(a) / a.sum() - np.cumsum(b) / b.sum()).max()), 6)
-
-
 def drift_scores(current: dict[str, Any], reference: dict[str, Any]) -> dict[str, float | None]:
+    """The data's drift from the last accepted profile: class mix (Jensen-Shannon), text lengths
+    (Kolmogorov-Smirnov) and the median length's relative change."""
     cur_med = current["text_length"]["quantiles"]["p50"]
     ref_med = reference["text_length"]["quantiles"]["p50"]
+    classes = aligned_counts(current["classes"], reference["classes"])
+    lengths = aligned_counts(current["text_length"]["counts"], reference["text_length"]["counts"],
+                             order=int)
     return {
-        "label_js_divergence": js_divergence(current["classes"], reference["classes"]),
-        "text_length_ks": ks_statistic(current["text_length"]["counts"],
-                                       reference["text_length"]["counts"]),
+        "label_js_divergence": round(js_divergence(*classes), 6),
+        "text_length_ks": round(ks_statistic(*lengths), 6),
         "text_length_median_change": round((cur_med - ref_med) / ref_med, 6)
         if cur_med is not None and ref_med else None,
     }
@@ -138,8 +75,12 @@ def resolve_label_set(params: ValidateParams,
     if champion is not None:
         path = champion / "labels.json"
         if not path.is_file():
-            raise StageError("the champion has no labels.json", where=str(path),
-                             fix="re-promote the champion, or set validate.labels in params.yaml")
+            absent = not champion.is_dir()
+            raise StageError(f"the champion ({champion}) is not in this workspace, though "
+                             f"{artifacts.CHAMPION_POINTER} names it" if absent else
+                             "the champion has no labels.json", where=str(path),
+                             fix=artifacts.restore_fix(champion) + ("" if absent else
+                                 "; or set validate.labels in params.yaml"))
         labels = read_json(path)
         labels = labels.get("labels", labels) if isinstance(labels, dict) else labels
         return sorted(str(x) for x in labels), f"champion ({path})"
@@ -236,6 +177,8 @@ def _outcome(r: Any, check: Check, frame: pd.DataFrame) -> Outcome:
         out.message = f"{kind} on {where}: dtype {res.get('observed_value')}, expected strings"
     else:
         out.message = f"{kind} on {where}: observed {res.get('observed_value')}"
+        if not r.success:  # a bare count says little: say what was expected, and why
+            out.message += f"; expected {check.description}"
     return out
 
 
@@ -290,11 +233,12 @@ def human_summary(report: Report, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def markdown_cell(text: str) -> str:
-    """A table cell that renders as the literal text: no HTML, no table breaks, no mentions."""
+def markdown_literal(text: str) -> str:
+    """Text that renders as itself in markdown: no HTML, no formatting, no mentions (in a table,
+    md_table escapes the pipes)."""
     import html
 
-    text = html.escape(" ".join(text.split()), quote=False).replace("|", "\\|")
+    text = html.escape(" ".join(text.split()), quote=False)
     for ch in "`*_[]@!#~":
         text = text.replace(ch, "\\" + ch)
     return text
@@ -307,12 +251,11 @@ def summary_markdown(report: Report, title: str) -> str:
              f"warning(s), {len(report.outcomes)} expectations evaluated. Full results: "
              f"`results.json`; report: `{artifacts.VALIDATION_REPORT_HTML}`.", ""]
     if report.notes:
-        lines += [f"- {markdown_cell(n)}" for n in report.notes] + [""]
-    lines += ["| check | result | blocking | details |", "|---|---|---|---|"]
-    for o in report.outcomes:
-        status = "pass" if o.success else ("**FAIL**" if o.blocking else "warn")
-        detail = markdown_cell(outcome_line(o).split(": ", 1)[1])
-        lines.append(f"| `{o.check}` | {status} | {'yes' if o.blocking else 'no'} | {detail} |")
+        lines += [f"- {markdown_literal(n)}" for n in report.notes] + [""]
+    rows = [(f"`{o.check}`", "pass" if o.success else ("**FAIL**" if o.blocking else "warn"),
+             "yes" if o.blocking else "no", markdown_literal(outcome_line(o).split(": ", 1)[1]))
+            for o in report.outcomes]
+    lines += md_table(["check", "result", "blocking", "details"], rows, align="llll")
     return "\n".join(lines) + "\n"
 
 
@@ -331,17 +274,14 @@ def stable_results(obj: Any) -> Any:
     return obj
 
 
-def write_reports(out_dir: Path, title: str, run: Any) -> Report:
-    """Run the suites and write results.json, summary.md and report.html as one atomic directory.
+def write_reports(out_dir: Path, title: str, report: Report) -> None:
+    """Write results.json, summary.md and report.html as one atomic directory.
 
     All three are DVC outputs and deterministic (no run ids or times), so the same data gives the
     same bytes. report.html is the page a reviewer opens: self-contained, every value escaped.
     """
-    from stages.validation_report import report_html
-
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        report = run()
         payload = {"success": not report.failed, "failed": report.failed_checks,
                    "warnings": report.warned_checks, "notes": report.notes,
                    "validations": stable_results(report.results)}
@@ -349,7 +289,6 @@ def write_reports(out_dir: Path, title: str, run: Any) -> Report:
                                           encoding="utf-8")
         (tmp / "summary.md").write_text(summary_markdown(report, title), encoding="utf-8")
         (tmp / artifacts.VALIDATION_REPORT_HTML).write_text(report_html(report, title), encoding="utf-8")
-    return report
 
 
 def _finish(report: Report, out_dir: Path) -> None:
@@ -370,9 +309,16 @@ def _finish(report: Report, out_dir: Path) -> None:
 # ---------------------------------------------------------------- the two validations
 
 
+class RawValidation(NamedTuple):
+    """What validating the raw data found: the report, and metrics/data.json's content."""
+
+    report: Report
+    metrics: dict[str, Any]
+
+
 def validate_raw(texts: pd.DataFrame, labels: pd.DataFrame, params: ValidateParams,
-                 champion: Path | None) -> tuple[Report, dict]:
-    """Validate raw texts + labels; return the report and the metrics/data.json content."""
+                 champion: Path | None) -> RawValidation:
+    """Validate raw texts + labels; the caller writes the reports and the metrics."""
     check_warn_names(params)
     label_set, label_source = resolve_label_set(params, champion)
     frames = raw_frames(texts, labels)
@@ -398,7 +344,7 @@ def validate_raw(texts: pd.DataFrame, labels: pd.DataFrame, params: ValidatePara
         if new:
             report.notes.append(f"NEW CLASS(ES) not in the known label set: {new}")
     metrics = _metrics(texts, labels, frames, profile, drift, report, label_set, label_source, new)
-    return report, metrics
+    return RawValidation(report, metrics)
 
 
 def _drift_frame(drift: dict[str, Any]) -> pd.DataFrame:
@@ -457,32 +403,29 @@ def main_raw(params: ValidateParams) -> None:
              len(labels), artifacts.LABELS)
     champion = artifacts.champion_dir(require=False)
     log.info("champion: %s", champion or "none (first run)")
-    result: dict[str, Any] = {}
-
-    def run() -> Report:
-        report, result["metrics"] = validate_raw(texts, labels, params, champion)
-        return report
-
-    report = write_reports(artifacts.RAW_VALIDATION_DIR, "Raw data validation", run)
+    report, metrics = validate_raw(texts, labels, params, champion)
+    write_reports(artifacts.RAW_VALIDATION_DIR, "Raw data validation", report)
     log.info("wrote %s (results.json, summary.md, %s)", artifacts.RAW_VALIDATION_DIR,
              artifacts.VALIDATION_REPORT_HTML)
     _finish(report, artifacts.RAW_VALIDATION_DIR)
-    write_json(artifacts.DATA_METRICS, result["metrics"])
+    write_json(artifacts.DATA_METRICS, metrics)
     log.info("wrote %s", artifacts.DATA_METRICS)
 
 
 def main_splits(params: ValidateParams) -> None:
     splits = load_splits()
     log.info("read splits: %s", ", ".join(f"{n} {len(df)}" for n, df in splits.items()))
-    report = write_reports(artifacts.SPLIT_VALIDATION_DIR, "Split validation",
-                           lambda: validate_splits(splits, params))
+    report = validate_splits(splits, params)
+    write_reports(artifacts.SPLIT_VALIDATION_DIR, "Split validation", report)
     log.info("wrote %s (results.json, summary.md, %s)", artifacts.SPLIT_VALIDATION_DIR,
              artifacts.VALIDATION_REPORT_HTML)
     _finish(report, artifacts.SPLIT_VALIDATION_DIR)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.validate", description=__doc__)
+    from stages.stage_cli import stage_parser
+
+    parser = stage_parser("stages.validate", __doc__)
     parser.add_argument("--splits", action="store_true", help="validate data/splits instead")
     parser.add_argument("--write-profile", metavar="PATH",
                         help="write the raw data's profile to PATH (a drift reference) and exit")

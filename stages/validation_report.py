@@ -1,20 +1,54 @@
 """The validation report a reviewer opens: one self-contained HTML page, safe and offline.
 
-Replaces Great Expectations' Data Docs, which wrote failing values (customer texts, labels) into
-the page unescaped, so a text ``<script>...</script>`` ran in the reviewer's browser, and which
-loaded their CSS and JavaScript from a CDN, so the page was blank offline. This page has no
-script at all, inline CSS only, and every value from the data goes through :func:`html.escape`.
-Blocking failures (FAIL), warn-only failures (WARN) and passes look different in colour *and*
-in text, so a warning never reads as a blocking failure.
+Replaces GX Data Docs: no script, inline CSS, every data value escaped; FAIL, WARN and pass differ
+in colour and text. :class:`Report` (one :class:`Outcome` per expectation) lives here;
+stages/validate.py builds it and writes its files.
+More: docs/validation.md.
 """
 
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-if TYPE_CHECKING:
-    from stages.validate import Outcome, Report
+
+@dataclass
+class Outcome:
+    """What one expectation found, flattened from the GX result for summaries and tests."""
+
+    check: str
+    expectation: str
+    frame: str
+    blocking: bool
+    success: bool
+    message: str
+    unexpected_count: int | None = None
+    examples: list[tuple[Any, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome]
+    notes: list[str]
+    results: dict[str, Any]  # GX validation results, JSON-ready
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success and o.blocking]
+
+    @property
+    def warnings(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success and not o.blocking]
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return sorted({o.check for o in self.failed})
+
+    @property
+    def warned_checks(self) -> list[str]:
+        return sorted({o.check for o in self.warnings})
+
 
 STATUS = {"FAIL": ("fail", "blocking failure: the stage stops"),
           "WARN": ("warn", "warning only (validate.warn_only): the stage continues"),

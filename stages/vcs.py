@@ -1,9 +1,11 @@
-"""git and dvc as subprocesses: the one place that runs them (promote, the flows, the PR report).
+"""git and dvc as subprocesses: the one place that runs them (promote, the flows, the PR report,
+sweeps).
 
 Checked calls (:func:`git`, :func:`dvc`, :func:`run`) raise a :class:`StageError` that quotes the
 tool's own message; :func:`git_try` returns the finished process for callers that branch on the
-exit code (``git rev-parse --verify``) or need bytes (``git show REV:path``). dvc always runs from
-this Python environment (the venv's dvc, so its ``python -m stages.x`` is the venv's Python).
+exit code (``git rev-parse --verify``) or need bytes; :func:`file_at_revision` reads a committed
+file as it was at a revision (``git show REV:path``). dvc always runs from this Python
+environment (the venv's dvc, so its ``python -m stages.x`` is the venv's Python).
 :func:`stream_command` runs a long step (a DVC stage, a push) in its own process group, logging
 each line as it comes, with a hard timeout; whatever ends it, nothing it started keeps running.
 """
@@ -80,6 +82,13 @@ def git(*args: str, cwd: Path | None = None, what: str | None = None) -> str:
 def git_try(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     """``git ARGS`` unchecked, output as bytes: for callers that branch on the exit code."""
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True)
+
+
+def file_at_revision(rev: str, path: str, cwd: Path | None = None) -> bytes | None:
+    """The bytes of ``path`` as committed at ``rev`` (``git show REV:PATH``), or None where git
+    does not have it there (not committed at that revision, or DVC-tracked)."""
+    proc = git_try("show", f"{rev}:{path}", "--", cwd=cwd)
+    return proc.stdout if proc.returncode == 0 else None
 
 
 def dvc(*args: str, cwd: Path | None = None, what: str | None = None) -> str:

@@ -11,11 +11,12 @@ import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT, git, git_identity_env, run_module
 
 os.environ.update({
     "DVC_NO_ANALYTICS": "1",
@@ -79,6 +80,30 @@ def tiny_st_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-st-bert"), pooling="mean")
 
 
+# who commits when a flow (its run branch, promotion) makes a commit in a test
+FLOW_GIT_IDENTITY = git_identity_env("retrain-test", "retrain@example.com")
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One ephemeral Prefect server (SQLite in a temp dir) for every flow test of the session."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                           "DO_NOT_TRACK": "1", **FLOW_GIT_IDENTITY}.items():
+            mp.setenv(key, value)
+        mp.delenv("PREFECT_API_URL", raising=False)
+        from prefect.settings import PREFECT_HOME, temporary_settings
+        from prefect.testing.utilities import prefect_test_harness
+
+        with temporary_settings({PREFECT_HOME: home}), prefect_test_harness(
+                server_startup_timeout=180):
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                yield client
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory with the project's params.yaml, as a stage sees it."""
@@ -98,16 +123,12 @@ def set_params(root: Path, overrides: dict[str, dict]) -> None:
 
 def run_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     """Run ``python -m stages.<name>`` the way DVC does, capturing its output."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    return run_module(f"stages.{name}", cwd, *args)
 
 
 def run_command(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     """Run ``python -m commands.<name>`` (promote, predict, ...), capturing its output."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", f"commands.{name}", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    return run_module(f"commands.{name}", cwd, *args)
 
 
 def git_files() -> list[str]:
@@ -166,10 +187,9 @@ def make_pipeline_repo(tmp_path: Path, tiny_model_dir: Path) -> Path:
     # the tiny data has ~20 test rows: allow a champion comparison on that few
     set_params(repo, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN},
                       "gate": {"min_paired_rows": 5}})
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "init"], cwd=repo, check=True)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "init")
     return repo
 
 

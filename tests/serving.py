@@ -10,13 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.conftest import REPO_ROOT, set_params
+from tests.helpers import wait_until
 
 # what the atexit hook of the server process prints: the heavy modules it ever imported
 MODULE_REPORT = "SERVER-HEAVY-MODULES:"
@@ -114,8 +114,7 @@ class Server:
         return self
 
     def wait_for(self, path: str, timeout_s: float = 60.0) -> httpx.Response:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def answered() -> httpx.Response | None:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log()}")
@@ -123,8 +122,10 @@ class Server:
                 response = httpx.get(self.url + path, timeout=5)
                 if response.status_code == 200:
                     return response
-            time.sleep(0.1)
-        raise AssertionError(f"{path} not 200 after {timeout_s}s:\n{self.log()}")
+            return None
+
+        return wait_until(answered, timeout_s, f"{path} to answer 200", interval_s=0.1,
+                          details=self.log)
 
     def log(self) -> str:
         return self.stderr_path.read_text() if self.stderr_path.exists() else ""

@@ -11,13 +11,16 @@ at its own params file through RETRAINER_PARAMS, so the catalogue stays fast.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import importlib.util
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
-import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +30,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests import helpers
 from tests.conftest import REPO_ROOT, TINY_TRAIN, make_rows, set_params, write_csv
-
-ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-
+from tests.helpers import run_module
 
 COMMANDS = {"predict", "promote"}  # not DVC stages: python -m commands.<name>
 
@@ -41,9 +43,8 @@ def module(stage: str) -> str:
 
 def run(stage: str, cwd: Path, *args: str, params: Path | None = None
         ) -> subprocess.CompletedProcess:
-    env = {**ENV, "RETRAINER_PARAMS": str(params)} if params else ENV
-    return subprocess.run([sys.executable, "-m", module(stage), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    return run_module(module(stage), cwd, *args,
+                      env={"RETRAINER_PARAMS": str(params)} if params else None)
 
 
 def snapshot(root: Path, rels: list[str]) -> dict[str, str | None]:
@@ -62,17 +63,7 @@ def snapshot(root: Path, rels: list[str]) -> dict[str, str | None]:
 
 def assert_clear_error(proc: subprocess.CompletedProcess, stage: str, what: str,
                        where: str, fix: str) -> None:
-    err = proc.stderr
-    assert proc.returncode == 1, (proc.returncode, err[-3000:])
-    assert f"ERROR [{module(stage)}]" in err, err[-3000:]
-    assert "Traceback" not in err, err[-3000:]
-    message = err.split(f"ERROR [{module(stage)}]:", 1)[1]
-    first, *rest = message.strip().splitlines()
-    details = "\n".join(rest)
-    assert what in first, (what, message)
-    assert "where:" in details and where in details.split("where:", 1)[1].split("\n")[0], \
-        (where, message)
-    assert "fix:" in details and fix in details.split("fix:", 1)[1], (fix, message)
+    helpers.assert_clear_error(proc, module(stage), what, where, fix)
 
 
 # ============================================================================ ingest
@@ -93,6 +84,14 @@ def _parquet(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
+
+
+def _zip(*members: tuple[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, content in members:
+            archive.writestr(name, content)
+    return buf.getvalue()
 
 
 def _closed_port() -> int:
@@ -177,6 +176,37 @@ INGEST_CASES = [
          "differ only by case or spaces", "l.csv", "one spelling per class"),
     Case("latin1-csv", ("t.csv", "id,text\nt1,ok\nt2,caf\xe9\n".encode("latin-1")), None,
          "not valid UTF-8 (byte 0xe9", "t.csv, line 3", "re-save the file as UTF-8"),
+    Case("gzip-named-csv", ("texts.csv", gzip.compress(_csv(T).encode(), mtime=0)), None,
+         "texts.csv is gzip-compressed, not CSV text", "texts.csv",
+         "rename it to texts.csv.gz (read directly) or decompress it (gunzip)"),
+    Case("plain-text-named-gz", ("t.csv.gz", _csv(T)), None,
+         "t.csv.gz is named as gzip-compressed but is not compressed", "t.csv.gz",
+         "rename it to t.csv"),
+    Case("truncated-gz", ("t.csv.gz", gzip.compress(_csv(T).encode(), mtime=0)[:-12]), None,
+         "could not be decompressed as gzip (truncated or damaged?)", "t.csv.gz", "gunzip -t"),
+    Case("zip-with-two-files", ("t.csv.zip", _zip(("a.csv", _csv(T)), ("b.csv", _csv(T)))), None,
+         "t.csv.zip holds 2 files ['a.csv', 'b.csv'], not one", "t.csv.zip", "zip only the table"),
+    Case("excel-named-csv", ("t.csv", _zip(("[Content_Types].xml", "<Types/>"),
+                                           ("xl/workbook.xml", "<workbook/>"))), None,
+         "t.csv is an Excel workbook, not CSV", "t.csv", "export the sheet as CSV UTF-8"),
+    Case("gzip-parquet", ("t.parquet.gz", gzip.compress(b"PAR1", mtime=0)), None,
+         "unsupported file type: a gzip-compressed Parquet file", "t.parquet.gz",
+         "decompress it (gunzip)"),
+    *([] if importlib.util.find_spec("zstandard") else [
+        Case("zst-without-zstandard", ("t.csv.zst", b"\x28\xb5\x2f\xfd" + _csv(T).encode()), None,
+             "reading zstd needs the package 'zstandard'", "t.csv.zst", "unzstd t.csv.zst")]),
+    Case("comment-above-header", ("t.csv", "# exported from helpdesk 2024-05-01\n" + _csv(ROWS)),
+         None, "line 1 is a comment/preamble above the header ('# exported from helpdesk",
+         "t.csv, line 1", "delete line 1, so that the header ('id,text,source,label') is the first line"),
+    Case("comment-lines-above-header", ("t.csv", "# export\n# by: helpdesk\n" + _csv(T)), None,
+         "lines 1-2 are a comment/preamble above the header", "t.csv, line 1", "delete lines 1-2"),
+    Case("trailing-commas-two", ("t.csv", "id,text\n" + "".join(f"{r['id']},{r['text']},,\n"
+                                                                for r in T)),
+         None, "every row has 2 more fields than the header ['id', 'text'], all empty",
+         "t.csv, line 2", "remove the trailing commas"),
+    Case("unquoted-comma", ("t.csv", "id,text\nt1,hello, world\nt2,fine\n"), None,
+         "line 2 has one more field than the header ['id', 'text'], not empty", "t.csv, line 2",
+         "quote fields that contain commas"),
     Case("empty-file", ("t.csv", ""), None, "file is empty", "t.csv", "at least one row"),
     Case("header-only", ("t.csv", "id,text\n"), None, "has no rows", "t.csv", "at least one row"),
     Case("missing-column", ("t.csv", "id,body\nt1,hi\n"), None,
@@ -244,6 +274,30 @@ def test_ingest_refuses(case: Case, ingest_dir: Path) -> None:
     assert snapshot(root, INGEST_OUT) == before
     if case.secret:
         assert case.secret not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("kind", ["directory", "symlink-loop"])
+def test_ingest_refuses_a_source_that_is_no_file(kind: str, ingest_dir: Path) -> None:
+    """A directory, or a symbolic link that loops, as a source: what it is, and a fix line."""
+    root = ingest_dir
+    before = snapshot(root, INGEST_OUT)
+    case_dir = root / "cases" / kind
+    case_dir.mkdir(parents=True)
+    source = case_dir / "t.csv"
+    if kind == "directory":
+        source.mkdir()
+        what, fix = "is a directory, not a file", "at one CSV, JSONL or Parquet file inside it"
+    else:
+        (case_dir / "u.csv").symlink_to(source)
+        source.symlink_to(case_dir / "u.csv")
+        what, fix = "is a symbolic link that loops", "ls -l"
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["ingest"] = {"source": {"texts": str(source.relative_to(root)), "labels": "good/l.csv"}}
+    params_file = case_dir / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    proc = run("ingest", root, params=params_file)
+    assert_clear_error(proc, "ingest", what, f"cases/{kind}/t.csv", fix)
+    assert snapshot(root, INGEST_OUT) == before
 
 
 def test_a_json_array_of_objects_is_read(ingest_dir: Path) -> None:
@@ -432,6 +486,7 @@ CHAMPION_CASES = [
 
 @pytest.mark.parametrize("name, damage, what, where, fix", CHAMPION_CASES,
                          ids=[c[0] for c in CHAMPION_CASES])
+@pytest.mark.slow
 def test_evaluate_refuses_a_bad_champion(name, damage, what, where, fix,
                                          trained_dir: Path) -> None:
     root = trained_dir

@@ -200,7 +200,8 @@ def test_quantize_gate_blocks_and_keeps_previous_model(project: Path, tmp_path: 
     code = ("import dataclasses, stages.quantize as q\n"
             "real = q.load_params\n"
             "q.load_params = lambda *a: dataclasses.replace(real(*a), min_agreement=1.01)\n"
-            "q.run_cli(q.main)\n")
+            "from stages.common import run_cli\n"
+            "run_cli(q.main)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert proc.returncode == 1

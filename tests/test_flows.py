@@ -9,9 +9,6 @@ Runs stop at the gate (``until="gate"``): export/quantize/benchmark have tests o
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,32 +17,11 @@ import pytest
 import yaml
 
 from tests.conftest import set_params
+from tests.helpers import git, run_module
 
 PASSING_GATE = {"min_macro_f1": 0.0, "min_accuracy": 0.0, "min_class_recall": 0.0,
                 "tfidf_margin": None, "max_regression_macro_f1": None,
                 "max_regression_slice": None}
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "retrain-test", "GIT_AUTHOR_EMAIL": "retrain@example.com",
-                "GIT_COMMITTER_NAME": "retrain-test", "GIT_COMMITTER_EMAIL": "retrain@example.com"}
-
-
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """One ephemeral Prefect server (SQLite in a temp dir) for every flow test of the session."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                           "DO_NOT_TRACK": "1", **GIT_IDENTITY}.items():
-            mp.setenv(key, value)
-        mp.delenv("PREFECT_API_URL", raising=False)
-        from prefect.settings import PREFECT_HOME, temporary_settings
-        from prefect.testing.utilities import prefect_test_harness
-
-        with temporary_settings({PREFECT_HOME: home}), prefect_test_harness(
-                server_startup_timeout=180):
-            from prefect.client.orchestration import get_client
-
-            with get_client(sync_client=True) as client:
-                yield client
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +52,11 @@ def task_runs(client: Any, state: Any) -> dict[str, Any]:
     return {t.name: t for t in client.read_task_runs(flow_run_filter=runs)}
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
 # --- pure helpers ------------------------------------------------------------------------------
 
 
 def test_dag_order_follows_dvc_and_until_keeps_only_ancestors(repo: Path) -> None:
-    from stages.pipeline import dag_order
+    from flows.dvc_pipeline import dag_order
 
     order = dag_order(repo)
     stages = list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
@@ -98,8 +69,8 @@ def test_dag_order_follows_dvc_and_until_keeps_only_ancestors(repo: Path) -> Non
 
 
 def test_overrides_keep_comments_and_reject_unknown_keys(tmp_path: Path) -> None:
+    from flows.dvc_pipeline import apply_overrides, parse_overrides
     from stages.common import StageError
-    from stages.pipeline import apply_overrides, parse_overrides
 
     params = tmp_path / "params.yaml"
     params.write_text("train:\n  # the learning rate\n  epochs: 4  # passes\n  seed: 1\n")
@@ -124,6 +95,7 @@ def test_retries_of_deterministic_checks_are_refused(tmp_path: Path) -> None:
 # --- the flow on the pipeline ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_validation_failure_fails_the_run_with_the_summary(prefect_api: Any, repo: Path) -> None:
     set_params(repo, {"validate": {"min_rows": 100000}, "flow": {"retries": {"ingest": 1}}})
     state = run_flow(repo_dir=str(repo), promote=True)
@@ -138,6 +110,7 @@ def test_validation_failure_fails_the_run_with_the_summary(prefect_api: Any, rep
     assert git(repo, "branch", "--list", "retrain/*") == ""
 
 
+@pytest.mark.slow
 def test_gate_failure_fails_the_run_with_the_gate_report(prefect_api: Any, repo: Path) -> None:
     set_params(repo, {"validate": {"min_rows": 50},
                       "gate": {**PASSING_GATE, "min_macro_f1": 0.999}})
@@ -151,6 +124,7 @@ def test_gate_failure_fails_the_run_with_the_gate_report(prefect_api: Any, repo:
     assert git(repo, "branch", "--list", "retrain/*") == ""  # nothing promoted
 
 
+@pytest.mark.slow
 def test_success_promotes_on_a_run_branch_with_artifacts(prefect_api: Any, repo: Path) -> None:
     set_params(repo, {"validate": {"min_rows": 50}, "gate": {**PASSING_GATE,
                                                              "min_macro_f1": 0.999}})
@@ -183,6 +157,7 @@ def test_success_promotes_on_a_run_branch_with_artifacts(prefect_api: Any, repo:
     assert limit.limit == 1
 
 
+@pytest.mark.slow
 def test_push_sends_the_run_to_the_team_remote(prefect_api: Any, repo: Path,
                                                 webdav_remote: Any) -> None:
     """The flow's push step against a real WebDAV server: afterwards cache and remote agree."""
@@ -201,6 +176,7 @@ def test_push_sends_the_run_to_the_team_remote(prefect_api: Any, repo: Path,
 # --- transient failures and the DVC lock ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_flaky_step_is_retried(prefect_api: Any, pipeline_repo: Path) -> None:
     """The ingest command fails once (a source that is briefly unreachable), then succeeds."""
     marker = pipeline_repo.parent / "failed-once"
@@ -220,6 +196,7 @@ def test_a_flaky_step_is_retried(prefect_api: Any, pipeline_repo: Path) -> None:
     assert (pipeline_repo / "data/raw/texts.parquet").is_file()
 
 
+@pytest.mark.slow
 def test_a_held_dvc_lock_fails_with_a_clear_message(prefect_api: Any, pipeline_repo: Path) -> None:
     import zc.lockfile
 
@@ -235,16 +212,15 @@ def test_a_held_dvc_lock_fails_with_a_clear_message(prefect_api: Any, pipeline_r
     assert "retrain-failure" in artifacts(prefect_api, state)
 
 
+@pytest.mark.slow
 def test_cli_runs_the_flow_and_reports_the_state(prefect_api: Any, pipeline_repo: Path) -> None:
     """`python -m flows.retrain` exits 1 with the failure message (against the test server)."""
     from prefect.settings import PREFECT_API_URL
 
-    env = {**os.environ, "PYTHONPATH": str(pipeline_repo),
-           "PREFECT_API_URL": PREFECT_API_URL.value()}
-    proc = subprocess.run([sys.executable, "-m", "flows.retrain", "--until", "ingest",
-                           "-S", "ingest.source.texts=missing.csv", "-S", "flow.retries.ingest=0"],
-                          cwd=pipeline_repo, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_module("flows.retrain", pipeline_repo, "--until", "ingest",
+                      "-S", "ingest.source.texts=missing.csv", "-S", "flow.retries.ingest=0",
+                      env={"PREFECT_API_URL": PREFECT_API_URL.value()}, pythonpath=pipeline_repo,
+                      timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "retrain: Failed: ingest failed (exit" in proc.stdout
     assert "missing.csv" in proc.stdout

@@ -152,14 +152,9 @@ def test_reference_cli_refuses_without_champion_or_split(workdir: Path, onnx_pro
 
 
 def run_stage_module(module: str, cwd: Path, *args: str):
-    import os
-    import subprocess
-    import sys
+    from tests.helpers import run_module
 
-    from tests.conftest import REPO_ROOT
-
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    return run_module(module, cwd, *args)
 
 
 def test_promote_stores_the_reference_in_the_champion(onnx_project: Path, tmp_path: Path,
@@ -254,7 +249,7 @@ def test_empty_and_truncated_texts_are_seen_from_hashes_and_counts(
 
 def test_a_log_write_under_way_is_not_read(int8_model, tmp_path: Path) -> None:
     from monitor.log import read_window, write_log_file
-    from serve.predlog import log_files
+    from stages.prediction_log import log_files
 
     log_dir = tmp_path / "log"
     [done] = write_log_file(log_dir, log_rows(int8_model, window_texts(20, seed=3), START))
@@ -321,6 +316,29 @@ def test_report_files_and_history(reference_dir: Path, int8_model, tmp_path: Pat
     assert pd.read_csv(paths["labelling"]).shape[0] == 50
 
 
+@pytest.mark.parametrize("windows", [0, 1, 2])
+def test_drift_over_time_panel_needs_two_windows(windows: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from monitor.report import plot_drift_over_time
+
+    history = [{"window": f"w{i}", "scores": {"label": {"p_value": 0.2}, "confidence": {"p_value": 0.01}}}
+               for i in range(windows)]
+    fig, ax = plt.subplots()
+    drawn = plot_drift_over_time(ax, [{"window": "not scored", "scores": {}}, *history], alpha=0.01)
+    notes = [t.get_text() for t in ax.texts]
+    plt.close(fig)
+    if windows < 2:  # one point on an axis from -0.04 to 0.04 was drawn before: say so instead
+        assert not drawn and not ax.lines and not ax.axison
+        assert notes == [f"{windows} scored window(s) so far:\ndrift over time is drawn from 2 windows on"]
+    else:
+        assert drawn and not notes
+        assert [len(line.get_xdata()) for line in ax.lines[:2]] == [2, 2]  # label, confidence
+
+
 # --- the statistics --------------------------------------------------------------------------
 
 
@@ -361,6 +379,7 @@ def test_too_few_permutations_for_alpha_is_refused(reference_dir: Path, tmp_path
 # --- on a real Prefect server ----------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real Prefect server, worker and deployments
 def test_monitor_deployment_emits_drift_and_triggers_retraining(
         pipeline_repo: Path, reference_dir: Path, int8_model, tmp_path: Path) -> None:
     """A real `prefect server start`, worker and `prefect deploy --all` (tests/test_prefect_server.py
@@ -369,7 +388,6 @@ def test_monitor_deployment_emits_drift_and_triggers_retraining(
     deployment's trigger runs the retrain flow (cut down to ingest, as in that test)."""
     import re
     import shutil
-    import subprocess
     import sys
 
     import httpx
@@ -377,6 +395,7 @@ def test_monitor_deployment_emits_drift_and_triggers_retraining(
 
     from monitor.log import write_log_file
     from tests.conftest import set_params
+    from tests.helpers import git
     from tests.test_prefect_server import (
         TERMINAL,
         cli,
@@ -394,8 +413,7 @@ def test_monitor_deployment_emits_drift_and_triggers_retraining(
     (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
     shutil.copytree(reference_dir, repo / "monitor_ref")
     set_params(repo, {"monitor": {"reference": "monitor_ref", "min_predictions": 100}})
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam",
-                    "ingest only; monitor a fixed reference"], cwd=repo, check=True)
+    git(repo, "commit", "-qam", "ingest only; monitor a fixed reference")
     log_dir = repo / "logs/predictions"
     write_log_file(log_dir, log_rows(int8_model, window_texts(50, seed=21), START))
     shifted_start = START + timedelta(hours=5)

@@ -11,9 +11,13 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from tests.conftest import TINY_PIPELINE, dvc, set_params
+from tests.helpers import git
+
+pytestmark = pytest.mark.slow  # the whole pipeline, dvc repro on a real repository
 
 STAGES = ["ingest", "validate", "split", "validate_splits", "train", "evaluate", "gate", "export",
           "quantize", "benchmark"]
@@ -55,9 +59,8 @@ def test_repro_runs_everything_then_nothing_then_only_what_changed(pipeline_repo
 
     # a clone that fetches the outputs from the cache (as `dvc pull` would) is up to date too:
     # no output is left that only the original workspace has
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "first run"], cwd=repo, check=True)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "first run")
     clone = repo.parent / "clone"
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
     dvc(clone, "cache", "dir", str(repo / ".dvc/cache"))

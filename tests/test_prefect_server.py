@@ -16,14 +16,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
-from tests.conftest import make_rows, write_csv
+from tests.conftest import FLOW_GIT_IDENTITY, make_rows, write_csv
+from tests.helpers import git, run_module, wait_until
+
+pytestmark = pytest.mark.slow  # a real Prefect server, worker and deployments
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -44,8 +47,7 @@ def prefect_env(tmp: Path, port: int) -> dict[str, str]:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
             "PREFECT_WORKER_QUERY_SECONDS": "2",  # the worker polls for new runs every 2 s
             "PREFECT_WORKER_PREFETCH_SECONDS": "2",
-            "GIT_AUTHOR_NAME": "retrain-test", "GIT_AUTHOR_EMAIL": "retrain@example.com",
-            "GIT_COMMITTER_NAME": "retrain-test", "GIT_COMMITTER_EMAIL": "retrain@example.com"}
+            **FLOW_GIT_IDENTITY}
 
 
 def start(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -73,14 +75,11 @@ def cli(env: dict[str, str], cwd: Path, *args: str) -> str:
 
 
 def wait_for(what: str, check: Any, timeout: float, logs: list[Path]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(1)
-    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs if p.exists())
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tails}")
+    """``check()``'s first truthy value, polled every second; on a timeout, the logs' tails."""
+    def tails() -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs if p.exists())
+
+    return wait_until(check, timeout, what, interval_s=1, details=tails)
 
 
 def start_server_and_deploy(env: dict[str, str], repo: Path, tmp_path: Path, port: int,
@@ -112,8 +111,7 @@ def test_deployments_run_on_a_real_server_worker_and_event(pipeline_repo: Path,
     dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
     dvc_yaml["stages"] = {"ingest": dvc_yaml["stages"]["ingest"]}
     (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam",
-                    "ingest only"], cwd=repo, check=True)
+    git(repo, "commit", "-qam", "ingest only")
     port = free_port()
     env = prefect_env(tmp_path, port)
     api = env["PREFECT_API_URL"]
@@ -147,9 +145,7 @@ def test_deployments_run_on_a_real_server_worker_and_event(pipeline_repo: Path,
         texts, labels = make_rows(22, seed=1)
         write_csv(repo / "data/sample/texts.csv", texts)
         write_csv(repo / "data/sample/labels.csv", labels)
-        notify = subprocess.run([sys.executable, "-m", "commands.notify"], cwd=repo,
-                                env={**env, "PYTHONPATH": str(repo)}, capture_output=True,
-                                text=True, timeout=120)
+        notify = run_module("commands.notify", repo, env=env, pythonpath=repo, timeout=120)
         assert notify.returncode == 0, notify.stderr
         deployment_id = by_name["on-data-arrived"]["id"]
 

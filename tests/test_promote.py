@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from commands import promote
 from stages.common import StageError
 from stages.data import text_fingerprint
 from tests.conftest import TINY_PIPELINE, dvc, run_command, set_params
+from tests.helpers import git_identity_env
 
-IDENTITY = {"GIT_AUTHOR_NAME": "Ada Tester", "GIT_AUTHOR_EMAIL": "ada@example.com",
-            "GIT_COMMITTER_NAME": "Ada Tester", "GIT_COMMITTER_EMAIL": "ada@example.com"}
+IDENTITY = git_identity_env("Ada Tester", "ada@example.com")
 
 
 @pytest.fixture
@@ -155,6 +156,19 @@ def test_promote_then_rerun_uses_the_new_champion(pipeline_repo: Path,
     gate = json.loads((repo / "metrics/gate.json").read_text())
     assert gate["passed"] and gate["champion"] is False
 
+    # lineage: code the run used but nobody committed would leave the champion's commit with a
+    # dvc.lock that no commit reproduces, so promote refuses and says how to commit it
+    gate_code = repo / "stages/gate.py"
+    gate_code.write_text(gate_code.read_text() + "\n# a local edit\n")
+    dvc(repo, "repro", "gate")
+    proc = run_command("promote", repo)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "the run used files that are not committed: stages/gate.py" in proc.stderr
+    assert "git add stages/gate.py && git commit" in proc.stderr
+    assert not (repo / "models/champion").exists()
+    subprocess.run(["git", "commit", "-qm", "gate edit", "--", "stages/gate.py"], cwd=repo,
+                   check=True)
+
     # the export goes into the champion, so it must be the current checkpoint's
     monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(repo.parent / "dvc-site-cache"))
     int8 = repo / "models/onnx/model.int8.onnx"
@@ -192,6 +206,20 @@ def test_promote_then_rerun_uses_the_new_champion(pipeline_repo: Path,
     assert committed[0].startswith("promote: new champion (macro-F1 ")
     assert {"models/champion.dvc", "models/champion.json",
             "reports/gate_history.jsonl"} <= set(committed[1:])
+    # the run's lock and metrics are committed with the champion: the commit that names the
+    # champion records the checkpoint hash that produced it, and nothing of the run is left over
+    assert {"dvc.lock", "metrics/eval.json", "metrics/gate.json"} <= set(committed[1:])
+    leftover = subprocess.run(["git", "status", "--porcelain", "--", "dvc.lock", "metrics",
+                               "params.yaml"], cwd=repo, capture_output=True, text=True).stdout
+    assert leftover == ""
+    lock = yaml.safe_load(subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=repo,
+                                         capture_output=True, text=True, check=True).stdout)
+    checkpoint_out = next(o for o in lock["stages"]["train"]["outs"]
+                          if o["path"] == "models/checkpoint")
+    evaluated = next(d for d in lock["stages"]["evaluate"]["deps"]
+                     if d["path"] == "models/checkpoint")
+    assert checkpoint_out["md5"] == evaluated["md5"]
+    assert dvc(repo, "status", "train").stdout.strip().endswith("up to date.")
     # the champion's files are DVC's, never git's (dvc add writes models/.gitignore if needed)
     ignored = subprocess.run(["git", "check-ignore", "-q", "models/champion"], cwd=repo)
     assert ignored.returncode == 0

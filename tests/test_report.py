@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,15 +27,10 @@ import yaml
 from stages.common import StageError
 from stages.metrics import classification_metrics
 from tests.conftest import REPO_ROOT, dvc, make_rows, set_params
+from tests.helpers import git, run_module
 
 WORKFLOW = REPO_ROOT / ".github/workflows/pr-report.yml"
 RELABELLED = ["t00002", "t00015", "t00040"]
-GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def write_side(repo: Path, texts, labels, wrong: int, gate_passed: bool, lr: float,
@@ -132,10 +125,8 @@ def review_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 
 def run_report(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
-           "DVC_SITE_CACHE_DIR": str(repo.parent / "dvc-site-cache")}
-    return subprocess.run([sys.executable, "-m", "commands.report", *args], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return run_module("commands.report", repo, *args, timeout=120,
+                      env={"DVC_SITE_CACHE_DIR": str(repo.parent / "dvc-site-cache")})
 
 
 def show(repo: Path, rev: str, path: str) -> bytes:
@@ -403,9 +394,10 @@ def test_pr_comment_escapes_markdown_injection(hostile_repo: dict) -> None:
     assert cells[3].strip() == "``@admin <b>x</b> `y` \\|z``"  # a code span: shown as written
 
     # the whole text, unshortened, as one inert table cell
-    from commands.report import escape_markdown, table
+    from stages.markdown_safety import escape_markdown
+    from stages.report_format import md_table
 
-    one = table(["text"], [[escape_markdown(HOSTILE)]])[2]
+    one = md_table(["text"], [[escape_markdown(HOSTILE)]])[2]
     assert len(re.split(r"(?<!\\)\|", one)) == 3 and "new row" in one and "**bold" not in one
     assert unsafe_markup(one) == [], unsafe_markup(one)
 

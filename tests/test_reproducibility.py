@@ -15,18 +15,13 @@ import pytest
 import yaml
 
 from tests.conftest import TINY_PIPELINE, dvc, make_pipeline_repo, set_params, use_remote
+from tests.helpers import git
 
-GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
 # what is allowed to differ between two runs of the same commit: timings, and nothing else
 VOLATILE = {"metrics/train.json", "metrics/export.json", "plots/latency.csv", "plots/latency.png"}
 ARTIFACTS = ["data/predictions/test.parquet", "models/onnx/model.onnx",
              "models/onnx/model.int8.onnx", "models/onnx/labels.json",
              "reports/validation/raw/results.json", "reports/validation/splits/results.json"]
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 @pytest.fixture(scope="module")

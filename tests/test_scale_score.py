@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,8 +21,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO_ROOT, make_rows
+from tests.helpers import run_module, wait_until
 from tests.test_export import build_project
-from tests.test_flows import prefect_api  # noqa: F401  (the session's Prefect test server)
 
 SHARD_ROWS = {"a": 40, "b": 30, "c": 50}
 
@@ -55,9 +54,7 @@ def write_shards(folder: Path) -> pd.DataFrame:
 
 
 def score_cli(cwd: Path, *args: str | Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "scale.score", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=300)
+    return run_module("scale.score", cwd, *args, timeout=300)
 
 
 def outputs(out: Path) -> pd.DataFrame:
@@ -65,6 +62,7 @@ def outputs(out: Path) -> pd.DataFrame:
                      ignore_index=True)
 
 
+@pytest.mark.slow
 def test_two_workers_score_three_shards_and_a_rerun_skips_them(onnx_dir: Path, tmp_path: Path
                                                                 ) -> None:
     rows = write_shards(tmp_path / "in")
@@ -115,6 +113,7 @@ def test_two_workers_score_three_shards_and_a_rerun_skips_them(onnx_dir: Path, t
     assert pd.read_parquet(tmp_path / "out/shards/b.parquet")["id"].tolist() == b["id"].tolist()
 
 
+@pytest.mark.slow  # a Dask cluster of worker processes, one of them killed
 def test_a_killed_worker_shard_is_redone_and_every_row_is_there_once(onnx_dir: Path,
                                                                      tmp_path: Path) -> None:
     from distributed import LocalCluster
@@ -140,12 +139,8 @@ def test_a_killed_worker_shard_is_redone_and_every_row_is_there_once(onnx_dir: P
     thread = threading.Thread(target=run)
     thread.start()
     try:
-        deadline, victim = time.monotonic() + 60, None
-        while victim is None and time.monotonic() < deadline:
-            victim = next((w for w, keys in engine.client.processing().items()
-                           if "score-b" in keys), None)
-            time.sleep(0.05)
-        assert victim is not None, "shard b never started"
+        victim = wait_until(lambda: next((w for w, keys in engine.client.processing().items()
+                                          if "score-b" in keys), None), 60, "shard b to start")
         time.sleep(1.0)
         pid = engine.client.run(os.getpid, workers=[victim])[victim]
         assert not (out / "shards/b.done.json").exists()  # mid-shard: nothing written yet
@@ -212,8 +207,9 @@ def test_bad_runs_write_nothing(onnx_dir: Path, tmp_path: Path, case: str, messa
     assert not out.exists()
 
 
+@pytest.mark.slow  # the Prefect test server
 def test_the_score_flow_records_the_manifest_and_fails_on_a_bad_shard(
-        prefect_api: Any, onnx_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+        prefect_api: Any, onnx_dir: Path, tmp_path: Path) -> None:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from flows.score import score

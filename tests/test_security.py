@@ -5,12 +5,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import pytest
 
 from stages.common import StageError, redact_url
 from stages.tables import check_no_credentials, read_table
-from tests.conftest import REPO_ROOT, make_rows, set_params, write_csv
+from tests.conftest import REPO_ROOT, make_rows, run_stage, set_params, write_csv
 
 SCRIPT = "<script>alert('pwned')</script>"
 IMG = '<img src=x onerror="alert(1)">'
@@ -40,12 +37,6 @@ class _Tags(HTMLParser):
         self.text.append(data)
 
 
-def _run(stage: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
 def hostile_validation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Raw data whose failing values are markup: a blank-ish text, a too-short one, a new class."""
@@ -60,7 +51,7 @@ def hostile_validation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for rows, rel in ((texts, "data/raw/texts.parquet"), (labels, "data/labels/labels.parquet")):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).astype("string").to_parquet(root / rel, index=False)
-    proc = _run("validate", root)
+    proc = run_stage("validate", root)
     assert proc.returncode == 1, proc.stderr  # labels.label_set and texts.text_length fail
     assert "labels.label_set" in proc.stderr
     return root / "reports/validation/raw"
@@ -126,7 +117,7 @@ def test_urls_in_ingest_logs_and_errors_are_redacted(tmp_path: Path) -> None:
     write_csv(tmp_path / "l.csv", labels)
     url = f"http://127.0.0.1:{port}/texts.csv?token=s3cr3t-token"
     set_params(tmp_path, {"ingest": {"source": {"texts": url, "labels": "l.csv"}}})
-    proc = _run("ingest", tmp_path)
+    proc = run_stage("ingest", tmp_path)
     assert proc.returncode == 1
     assert "could not connect to the server" in proc.stderr
     assert f"http://127.0.0.1:{port}/texts.csv?token=***" in proc.stderr

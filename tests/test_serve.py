@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers import run_module, wait_until
 from tests.serving import ADMIN_TOKEN, Server, free_port, install_champion, metric
 from tests.test_export import LONG_TEXT, MAX_LENGTH, build_project
 
@@ -49,8 +50,8 @@ def predict(server: Server, payload: object, **kwargs: object) -> httpx.Response
 
 
 def test_predict_answers_like_the_batch_predict_path(served: Server, project: Path) -> None:
-    from commands.predict import score_chunk
     from stages.onnx_session import load_onnx_model
+    from stages.scoring import score_table
 
     response = predict(served, {"texts": TEXTS, "ids": ["a", "b", "c", "d"]})
     assert response.status_code == 200, response.text
@@ -67,7 +68,7 @@ def test_predict_answers_like_the_batch_predict_path(served: Server, project: Pa
 
     model_file = served.root / "models/champion/onnx/model.int8.onnx"
     batch_model = load_onnx_model(model_file, threads=1, device="cpu")
-    expected, _ = score_chunk(batch_model, pd.DataFrame({"text": TEXTS}), batch_size=32)
+    expected, _ = score_table(batch_model, pd.DataFrame({"text": TEXTS}), batch_size=32)
     labels = json.loads((model_file.parent / "labels.json").read_text())
     for row, text in enumerate(TEXTS):
         (pred,) = predict(served, {"texts": [text]}).json()["predictions"]
@@ -239,13 +240,6 @@ class Load:
         return [v for _, status, v in sorted(self.outcomes) if status == 200]
 
 
-def wait_until(predicate, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_hot_reload_under_load_fails_no_request(tmp_path: Path, project: Path) -> None:
     from serve.client import request_reload
     from stages.common import StageError
@@ -339,7 +333,7 @@ def test_broken_champion_is_refused_and_the_old_keeps_serving(tmp_path: Path, pr
 
 
 def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path) -> None:
-    from serve.predlog import SCHEMA, log_files, read_log, text_sha256
+    from stages.prediction_log import log_files, log_schema, read_log, text_sha256
 
     install_champion(tmp_path, project, "10901090")
     # max_wait_ms 1000: a batch short of max_batch waits a second, so requests are in flight
@@ -382,7 +376,7 @@ def test_sigterm_keeps_every_prediction_in_the_log(tmp_path: Path, project: Path
     files = log_files(tmp_path / "logs/predictions")
     for f in files:  # hive partitions, one schema
         assert f.parent.name.startswith("hour=") and f.parent.parent.name.startswith("date=")
-        assert f.name.startswith("part-") and pq.read_schema(f).equals(SCHEMA)
+        assert f.name.startswith("part-") and pq.read_schema(f).equals(log_schema())
     table = read_log(tmp_path / "logs/predictions").to_pylist()
     assert len(table) == 2 * n + 5
     assert {r["request_id"] for r in table} == {r.json()["request_id"] for r in responses}
@@ -421,7 +415,7 @@ def test_embedding_output_goes_into_the_log(tmp_path: Path, project: Path) -> No
     denied = httpx.post(server.url + "/admin/reload", headers={"Authorization": "Bearer guess"})
     assert denied.status_code == 403 and "RETRAINER_ADMIN_TOKEN" in denied.json()["error"]["fix"]
     assert server.stop() == 0
-    from serve.predlog import read_log
+    from stages.prediction_log import read_log
 
     rows = read_log(tmp_path / "logs/predictions").to_pylist()
     assert [r["text"] for r in rows] == ["where is my package", "refund please"]
@@ -432,18 +426,14 @@ def test_embedding_output_goes_into_the_log(tmp_path: Path, project: Path) -> No
 
 
 def test_bad_params_refuse_to_start(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     from tests.conftest import REPO_ROOT, set_params
 
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     set_params(tmp_path, {"serve": {"max_batch": 0}})
-    proc = subprocess.run([sys.executable, "-m", "serve"], cwd=tmp_path, capture_output=True,
-                          text=True, env={**__import__("os").environ, "PYTHONPATH": str(REPO_ROOT)},
-                          timeout=60)
+    proc = run_module("serve", tmp_path, timeout=60)
     assert proc.returncode == 1
-    assert "serve.max_batch must be positive" in proc.stderr and "params.yaml:serve" in proc.stderr
+    assert "serve.max_batch = 0 is out of range: it must be >= 1" in proc.stderr
+    assert "params.yaml:serve.max_batch" in proc.stderr
 
 
 def test_promotion_step_notifier(served: Server, caplog: pytest.LogCaptureFixture) -> None:
@@ -505,7 +495,7 @@ def test_a_crash_loses_at_most_flush_every_rows(tmp_path: Path, project: Path) -
     answered = [predict(server, {"texts": [f"refund {i}"]}).json()["request_id"]
                 for i in range(23)]
     server.stop(signal.SIGKILL)  # no shutdown: whatever was buffered is gone
-    from serve.predlog import read_log
+    from stages.prediction_log import read_log
 
     logged = read_log(tmp_path / "logs/predictions").column("request_id").to_pylist()
     assert set(logged) <= set(answered)

@@ -1,4 +1,5 @@
-"""stages.stats: the vectorised bootstrap agrees with sklearn, is seeded, and McNemar is exact."""
+"""stages.stats: the vectorised bootstrap agrees with sklearn, is seeded, and McNemar is exact;
+stages.drift_stats: the shared drift statistics give the numbers their former copies gave."""
 
 from __future__ import annotations
 
@@ -115,3 +116,58 @@ def test_bootstrap_speed_10k_rows_1000_resamples() -> None:
     start = time.perf_counter()
     paired_bootstrap(y, a, b, LABELS, n_resamples=1000)
     assert time.perf_counter() - start < 5.0
+
+
+# ------------------------------------------------------------------ drift statistics
+
+
+def _js_by_loop(p: dict[str, int], q: dict[str, int]) -> float:
+    """The validate stage's former Jensen-Shannon (a loop over the sorted classes), kept as the
+    reference the shared implementation must reproduce."""
+    import math
+
+    tp, tq = sum(p.values()) or 1.0, sum(q.values()) or 1.0
+    total = 0.0
+    for k in sorted(set(p) | set(q)):
+        a, b = p.get(k, 0.0) / tp, q.get(k, 0.0) / tq
+        m = (a + b) / 2
+        total += (a * math.log2(a / m) if a else 0.0) + (b * math.log2(b / m) if b else 0.0)
+    return round(total / 2, 6)
+
+
+def test_js_divergence_gives_the_validate_stage_its_former_numbers() -> None:
+    from stages.drift_stats import aligned_counts, js_divergence
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        k = int(rng.integers(1, 40))
+        p = {f"c{i}": int(rng.integers(0, 300)) for i in range(k) if rng.random() < 0.8}
+        q = {f"c{i}": int(rng.integers(0, 300)) for i in range(k) if rng.random() < 0.8}
+        assert round(js_divergence(*aligned_counts(p, q)), 6) == _js_by_loop(p, q), (p, q)
+
+
+def test_ks_statistic_of_histograms_is_the_ks_test_statistic_of_the_samples() -> None:
+    from stages.drift_stats import aligned_counts, ks_statistic, ks_test
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        a = rng.integers(1, 60, size=int(rng.integers(1, 300)))
+        b = rng.integers(1, 60, size=int(rng.integers(1, 300)))
+        hist_a = {str(v): int(c) for v, c in zip(*np.unique(a, return_counts=True), strict=True)}
+        hist_b = {str(v): int(c) for v, c in zip(*np.unique(b, return_counts=True), strict=True)}
+        statistic, p = ks_test(a, b)
+        assert ks_statistic(*aligned_counts(hist_a, hist_b, order=int)) == pytest.approx(statistic,
+                                                                                      abs=1e-12)
+        assert 0 <= p <= 1
+
+
+def test_squared_distances_are_every_pair() -> None:
+    from stages.drift_stats import squared_distances
+
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(7, 5)), rng.normal(size=(4, 5))
+    brute = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(squared_distances(x, y), brute, atol=1e-12)
+    within = squared_distances(x, x)
+    assert (within >= 0).all() and np.allclose(np.diag(within), 0, atol=1e-12)
+    assert squared_distances(x.astype(np.float32), x.astype(np.float32)).dtype == np.float32

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import dvc, set_params
-from tests.test_flows import prefect_api  # noqa: F401  (the session's Prefect test server)
+from tests.helpers import git
 
 POINTS = [1e-3, 3e-3]
 
@@ -32,13 +32,12 @@ def read_exp_show(repo: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.slow  # two real training runs through dvc exp run (~30 s alone, 2 min under load)
 def test_two_point_sweep_makes_two_experiments_and_branches_the_best(
-        prefect_api: Any, pipeline_repo: Path) -> None:  # noqa: F811
+        prefect_api: Any, pipeline_repo: Path) -> None:
     from flows.sweep import sweep
 
     set_params(pipeline_repo, {"sweep": {"grid": {"train.learning_rate": POINTS},
                                          "concurrency": 2, "targets": ["train"]}})
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam",
-                    "sweep grid"], cwd=pipeline_repo, check=True)
+    git(pipeline_repo, "commit", "-qam", "sweep grid")
     state = sweep(repo_dir=str(pipeline_repo), return_state=True)
     assert state.is_completed(), state.message
     result = state.result()

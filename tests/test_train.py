@@ -77,6 +77,27 @@ def test_divergence_is_reported_and_nothing_written(split_dir: Path) -> None:
     assert not (split_dir / "models/checkpoint").exists()
 
 
+def test_a_params_typo_answers_before_torch_is_imported(workdir: Path) -> None:
+    """`python -m stages.train` with a misspelt key: the message, exit 1, and torch never loaded
+    (it costs seconds; the check costs milliseconds)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    set_params(workdir, {"train": {"max_lenght": 64}})
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "stages.train"], cwd=workdir,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert proc.returncode == 1
+    assert "unknown parameter(s) ['max_lenght']" in proc.stderr and ".yaml:train" in proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "stages.common" in imported  # -X importtime did report
+    assert not {"torch", "transformers"} & imported
+
+
 def test_length_grouped_batches_cover_every_example_once() -> None:
     import random
 
@@ -109,6 +130,7 @@ def test_evaluate_scores_candidate_and_baselines(split_dir: Path) -> None:
     assert len(confusion) == len(test)
 
 
+@pytest.mark.slow
 def test_champion_is_scored_with_its_own_max_length(split_dir: Path) -> None:
     """A candidate trained on short inputs must not truncate the champion's inputs too."""
     import shutil

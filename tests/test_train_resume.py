@@ -29,7 +29,8 @@ def save(state):
         os.kill(os.getpid(), signal.SIGKILL)
     real_save(state)
 t.save_resume_state = save
-t.run_cli(t.main)
+from stages.common import run_cli
+run_cli(t.main)
 """
 
 RESUME = {"epochs": 2, "batch_size": 4, "save_every": 3, "log_every": 1}
@@ -47,6 +48,7 @@ def outputs(root: Path) -> dict:
             "steps": pd.read_csv(root / "plots/train_steps.csv")}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(split_dir: Path, tmp_path: Path) -> None:
     set_params(split_dir, {"train": RESUME})
     assert run_stage("train", split_dir).returncode == 0
@@ -92,8 +94,9 @@ def test_changed_data_never_resumes_stale_state(split_dir: Path) -> None:
     assert "starting fresh" in proc.stderr
 
 
-@pytest.mark.parametrize("option", [{"distributed": True, "nproc_per_node": 2},
-                                    {"grad_accum_steps": 2}])
+@pytest.mark.parametrize("option", [
+    pytest.param({"distributed": True, "nproc_per_node": 2}, marks=pytest.mark.slow),  # torchrun, 2 ranks
+    {"grad_accum_steps": 2}])
 def test_two_processes_or_accumulation_match_one_process(split_dir: Path, tiny_model_dir: Path,
                                                          option: dict) -> None:
     # without dropout the only differences left are float summation order and rank seeds

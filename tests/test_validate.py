@@ -210,6 +210,13 @@ def _small_class(t: list[dict], lab: list[dict]):
     return [r for r in t if r["id"] not in drop], [r for r in lab if r["id"] not in drop]
 
 
+def _thin_class(t: list[dict], lab: list[dict]):
+    """The first class keeps 12 of its 20 rows: 0.64x an equal share, still 10+ rows."""
+    drop = {r["id"] for r in lab if r["label"] == INTENTS[0]}
+    drop = set(sorted(drop)[:8])
+    return [r for r in t if r["id"] not in drop], [r for r in lab if r["id"] not in drop]
+
+
 def _new_class(t: list[dict], lab: list[dict]):
     for k in range(12):
         t.append({"id": f"n{k:03d}", "text": f"please send me an invoice copy {k}"})
@@ -239,8 +246,8 @@ CATALOGUE = [
     ("conflicting-labels", _conflict, {}, "data.conflicting_labels", "2 of 121 row(s)",
      "t90000"),
     ("small-class", _small_class, {}, "classes.min_rows", "1 of 6 class(es)", INTENTS[0]),
-    ("class-share", lambda t, lab: (t, lab), {"class_share": {"min_vs_uniform": 1.5}},
-     "classes.share", "6 of 6 class(es)", INTENTS[0]),
+    ("class-share", _thin_class, {"class_share": {"min_vs_uniform": 0.9}},
+     "classes.share", "1 of 6 class(es)", INTENTS[0]),
 ]
 
 
@@ -337,13 +344,27 @@ def test_length_drift_fails_and_no_drift_passes(tmp_path: Path, monkeypatch) -> 
     assert drift["reference"] == "data/reference_profile.json"
 
 
+def profile(classes: dict[str, int], lengths: dict[str, int]) -> dict:
+    return {"classes": classes, "text_length": {"counts": lengths, "quantiles": {"p50": 10}}}
+
+
+def js_divergence(p: dict[str, int], q: dict[str, int]) -> float:
+    return validate.drift_scores(profile(p, {"1": 1}), profile(q, {"1": 1}))["label_js_divergence"]
+
+
+def ks_statistic(a: dict[str, int], b: dict[str, int]) -> float:
+    return validate.drift_scores(profile({"x": 1}, a), profile({"x": 1}, b))["text_length_ks"]
+
+
 def test_drift_scores() -> None:
-    assert validate.js_divergence({"a": 1}, {"b": 1}) == 1.0
-    assert validate.js_divergence({"a": 1, "b": 1}, {"a": 5, "b": 5}) == 0.0
-    assert 0 < validate.js_divergence({"a": 3, "b": 1}, {"a": 1, "b": 3}) < 1
-    assert validate.ks_statistic({"1": 5, "2": 5}, {"1": 5, "2": 5}) == 0.0
-    assert validate.ks_statistic({"1": 10}, {"2": 10}) == 1.0
-    assert validate.ks_statistic({"1": 1, "3": 1}, {"2": 2}) == 0.5
+    assert js_divergence({"a": 1}, {"b": 1}) == 1.0
+    assert js_divergence({"a": 1, "b": 1}, {"a": 5, "b": 5}) == 0.0
+    assert 0 < js_divergence({"a": 3, "b": 1}, {"a": 1, "b": 3}) < 1
+    assert ks_statistic({"1": 5, "2": 5}, {"1": 5, "2": 5}) == 0.0
+    assert ks_statistic({"1": 10}, {"2": 10}) == 1.0
+    assert ks_statistic({"1": 1, "3": 1}, {"2": 2}) == 0.5
+    # bins sort as numbers, not strings ("10" after "9")
+    assert ks_statistic({"9": 1, "10": 1}, {"10": 2}) == 0.5
 
 
 # ------------------------------------------------------------------ malformed files, subprocess
@@ -424,7 +445,8 @@ def test_splits_cli_fails_on_leakage(cli_runs) -> None:
     rows = report_rows(root / artifacts.SPLIT_VALIDATION_DIR / artifacts.VALIDATION_REPORT_HTML)
     assert {c: v[0] for c, v in rows.items()} == {"splits.normalised_leakage": "FAIL",
                                                   "splits.exact_leakage": "pass",
-                                                  "splits.class_coverage": "pass"}
+                                                  "splits.class_coverage": "pass",
+                                                  "splits.class_count": "pass"}
 
 
 def test_gx_not_imported_by_profile_or_module_import() -> None:

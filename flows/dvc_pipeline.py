@@ -4,7 +4,8 @@ Asked of DVC itself, never re-derived: the graph from ``dvc.repo.Repo(...).index
 order with the standard library's ``graphlib``; ties keep dvc.yaml's order), what changed from
 ``dvc status --json``, and overrides applied by the code behind ``dvc exp run -S``
 (``dvc.utils.hydra.apply_overrides``: same grammar, comments kept, unknown keys refused).
-Used by the Prefect flow (flows/retrain.py); DVC is imported inside the functions.
+Used by the Prefect flow (flows/retrain.py) only, so it lives beside it; DVC is imported inside
+the functions.
 """
 
 from __future__ import annotations
