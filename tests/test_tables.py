@@ -106,7 +106,7 @@ def test_a_compressed_table_reads_over_http(tmp_path: Path) -> None:
     import http.server
     import threading
 
-    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(CSV))
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(CSV, mtime=0))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     handler.log_message = lambda *a: None  # type: ignore[attr-defined]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -120,24 +120,24 @@ def test_a_compressed_table_reads_over_http(tmp_path: Path) -> None:
         server.shutdown()
 
 
-@pytest.mark.parametrize(("name", "content", "needle"), [
-    ("texts.csv", gzip.compress(CSV), "texts file texts.csv is gzip-compressed, not CSV text"
+REFUSALS = [
+    ("texts.csv", gzip.compress(CSV, mtime=0), "texts file texts.csv is gzip-compressed, not CSV text"
      "\n  where: {path}\n  fix:   rename it to texts.csv.gz (read directly) or decompress it "
      "(gunzip)"),
     ("t.csv", bz2.compress(CSV), "t.csv is bz2-compressed, not CSV text"),
     ("t.jsonl", zipped(CSV), "t.jsonl is zip-compressed, not JSON text"),
     ("t.csv", b"\x28\xb5\x2f\xfd" + CSV, "t.csv is zstd-compressed, not CSV text"),
-    ("t.parquet", gzip.compress(CSV), "t.parquet is gzip-compressed, not Parquet"),
-    ("t.parquet.gz", gzip.compress(CSV), "unsupported file type: a gzip-compressed Parquet"),
+    ("t.parquet", gzip.compress(CSV, mtime=0), "t.parquet is gzip-compressed, not Parquet"),
+    ("t.parquet.gz", gzip.compress(CSV, mtime=0), "unsupported file type: a gzip-compressed Parquet"),
     ("t.csv.gz", CSV, "t.csv.gz is named as gzip-compressed but is not compressed"),
     ("t.csv.gz", bz2.compress(CSV), "is bz2-compressed (it starts with 'BZh"),
-    ("t.csv.gz", gzip.compress(CSV)[:-10], "could not be decompressed as gzip (truncated"),
+    ("t.csv.gz", gzip.compress(CSV, mtime=0)[:-10], "could not be decompressed as gzip (truncated"),
     ("t.csv.bz2", bz2.compress(CSV)[:-10], "could not be decompressed as bz2 (truncated"),
     ("t.csv.zip", b"PK\x03\x04" + CSV, "could not be decompressed as zip"),
     ("t.csv.zip", zipped(CSV, "a.csv", "b.csv"), "holds 2 files ['a.csv', 'b.csv'], not one"),
     ("t.csv", zipped(b"x", "[Content_Types].xml", "xl/workbook.xml"), "is an Excel workbook"),
     ("t.csv.gz", b"", "texts file is empty"),
-    ("t.csv.gz", gzip.compress(b""), "texts file is empty"),
+    ("t.csv.gz", gzip.compress(b"", mtime=0), "texts file is empty"),
     ("t.csv", b"# exported from helpdesk\nid,text\n1,a\n",
      "line 1 is a comment/preamble above the header ('# exported from helpdesk')"),
     ("t.csv", b"\n# exported\n#  by: x\n\nid,text\n1,a\n", "lines 2-4 are a comment/preamble"),
@@ -145,7 +145,13 @@ def test_a_compressed_table_reads_over_http(tmp_path: Path) -> None:
      "['id', 'text'], all empty (trailing commas"),
     ("t.csv", b"id,text\n1,hello, world\n2,b\n", "line 2 has one more field than the header "
      "['id', 'text'], not empty (an unquoted comma"),
-])
+]
+
+
+# ids from the case's position and file name: compressed bytes (a zip's timestamps) must not
+# make the test ids differ between pytest-xdist workers
+@pytest.mark.parametrize(("name", "content", "needle"), REFUSALS,
+                         ids=[f"{i:02d}-{case[0]}" for i, case in enumerate(REFUSALS)])
 def test_compression_and_csv_shape_refusals(tmp_path: Path, name: str, content: bytes,
                                             needle: str) -> None:
     """The three readers refuse alike; a comment line above the header is named, not mistaken
