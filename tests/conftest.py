@@ -149,18 +149,24 @@ TINY_TRAIN = {"epochs": 2, "batch_size": 16, "max_length": 32, "learning_rate": 
               "log_every": 2}
 
 
-@pytest.fixture
-def split_dir(workdir: Path, tiny_model_dir: Path) -> Path:
-    """A workdir with train/val/test splits and params pointing at the tiny model."""
+def write_tiny_splits(root: Path, tiny_model_dir: Path, **train: Any) -> Path:
+    """Train/val/test splits of the tiny data (12 rows a class) under ``root``, and params
+    pointing train at the tiny model (``train`` overrides TINY_TRAIN)."""
     import pandas as pd
 
     texts, labels = make_rows(12)
     df = pd.DataFrame(texts).merge(pd.DataFrame(labels), on="id")
-    (workdir / "data/splits").mkdir(parents=True)
+    (root / "data/splits").mkdir(parents=True)
     for name, part in (("train", df.iloc[::2]), ("val", df.iloc[1::4]), ("test", df.iloc[3::4])):
-        part.reset_index(drop=True).to_parquet(workdir / f"data/splits/{name}.parquet")
-    set_params(workdir, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN}})
-    return workdir
+        part.reset_index(drop=True).to_parquet(root / f"data/splits/{name}.parquet")
+    set_params(root, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN, **train}})
+    return root
+
+
+@pytest.fixture
+def split_dir(workdir: Path, tiny_model_dir: Path) -> Path:
+    """A workdir with train/val/test splits and params pointing at the tiny model."""
+    return write_tiny_splits(workdir, tiny_model_dir)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from tests import helpers
-from tests.conftest import REPO_ROOT, TINY_TRAIN, make_rows, set_params, write_csv
+from tests.conftest import REPO_ROOT, TINY_TRAIN, make_rows, set_params, write_csv, write_tiny_splits
 from tests.helpers import run_module
 
 COMMANDS = {"predict", "promote"}  # not DVC stages: python -m commands.<name>
@@ -424,13 +424,7 @@ def trained_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) 
     """Splits, a trained tiny checkpoint and a good evaluate run (metrics/eval.json)."""
     root = tmp_path_factory.mktemp("bad-champion")
     shutil.copy(REPO_ROOT / "params.yaml", root / "params.yaml")
-    texts, labels = make_rows(12)
-    df = pd.DataFrame(texts).merge(pd.DataFrame(labels), on="id")
-    (root / "data/splits").mkdir(parents=True)
-    for name, part in (("train", df.iloc[::2]), ("val", df.iloc[1::4]), ("test", df.iloc[3::4])):
-        part.reset_index(drop=True).to_parquet(root / f"data/splits/{name}.parquet")
-    set_params(root, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN,
-                                "epochs": 1, "save_every": 2}})
+    write_tiny_splits(root, tiny_model_dir, epochs=1, save_every=2)
     for stage in ("train", "evaluate"):
         proc = run(stage, root)
         assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO_ROOT, TINY_TRAIN, make_rows, set_params, write_csv
+from tests.conftest import REPO_ROOT, make_rows, set_params, write_csv, write_tiny_splits
 from tests.helpers import assert_failed_with, assert_no_traceback, run_module
 
 
@@ -68,13 +68,8 @@ def test_train_refuses_a_single_class_before_training(split_dir: Path) -> None:
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("degenerate")
     shutil.copy(REPO_ROOT / "params.yaml", root / "params.yaml")
-    texts, labels = make_rows(12)
-    df = pd.DataFrame(texts).merge(pd.DataFrame(labels), on="id")
-    (root / "data/splits").mkdir(parents=True)
-    for name, part in (("train", df.iloc[::2]), ("val", df.iloc[1::4]), ("test", df.iloc[3::4])):
-        part.reset_index(drop=True).to_parquet(root / f"data/splits/{name}.parquet")
-    set_params(root, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN, "epochs": 1},
-                      "gate": {"min_paired_rows": 1}})
+    write_tiny_splits(root, tiny_model_dir, epochs=1)
+    set_params(root, {"gate": {"min_paired_rows": 1}})
     proc = run_module("stages.train", root)
     assert proc.returncode == 0, proc.stderr
     return root
