@@ -251,23 +251,15 @@ def _ranges(hint: Any) -> list[Range]:
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """``value`` as the type ``hint`` declares (a dataclass, Optional/Union, Literal, list, dict
+    or a scalar), or a StageError naming the key."""
     if typing.get_origin(hint) is Annotated:
         hint = hint.__origin__
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return from_mapping(hint, value, where)  # type: ignore[arg-type]
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(hint):
-            return None
-        for arg in typing.get_args(hint):
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, where)
-            except StageError:
-                continue
-        raise StageError(f"value {value!r} does not fit {hint}", where=where,
-                         fix=f"set {_key(where)} to a value of type {hint}")
+        return _coerce_union(hint, value, where)
     if origin is typing.Literal:
         if value not in typing.get_args(hint):
             raise StageError(f"value {value!r} not allowed", where=where,
@@ -285,6 +277,25 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise StageError(f"expected a mapping, got {value!r}", where=where,
                              fix=f"set {_key(where)} to a mapping, e.g. {{key: value}}")
         return {k: _coerce(val_t, v, f"{where}.{k}") for k, v in value.items()}
+    return _coerce_scalar(hint, value, where)
+
+
+def _coerce_union(hint: Any, value: Any, where: str) -> Any:
+    """The first member of an Optional/Union that ``value`` fits."""
+    if value is None and type(None) in typing.get_args(hint):
+        return None
+    for arg in typing.get_args(hint):
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(arg, value, where)
+        except StageError:
+            continue
+    raise StageError(f"value {value!r} does not fit {hint}", where=where,
+                     fix=f"set {_key(where)} to a value of type {hint}")
+
+
+def _coerce_scalar(hint: Any, value: Any, where: str) -> Any:
     if hint is Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
