@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stages import artifacts
-from stages.common import StageError, get_logger, load_params, params_section, run_cli
+from stages.common import StageError, get_logger, load_params, run_cli
 from stages.io import atomic_path, write_text
 from stages.markdown_safety import code, defuse_markdown, escape_markdown, text_hash
-from stages.report_format import MISSING, ci, md_table, num, signed
+from stages.report_format import MISSING, ReportParams, ci, md_table, num, signed
 from stages.vcs import file_at_revision, git_try
 
 if TYPE_CHECKING:
@@ -43,6 +43,10 @@ HEADLINE = {
     (TRAIN, "best_val_macro_f1"): "best val macro-F1",
     (EXPORT, "ratios.int8_vs_torch_p50_speedup"): "int8 speed-up",
 }
+AUDIT = str(artifacts.LABEL_AUDIT_METRICS)
+# nested detail the flat metric diff leaves out, because a section of its own shows it briefly
+# (DVC already drops lists such as the audit's confused_pairs)
+DIFF_DETAIL = {AUDIT: ("per_class.",)}
 TEXTS = str(artifacts.RAW_TEXTS)
 LABELS = str(artifacts.LABELS)
 PREDICTIONS = str(artifacts.PREDICTIONS)
@@ -54,19 +58,9 @@ PLOTS = (("confusion", str(artifacts.CONFUSION_CSV), "Confusion matrix (test spl
          ("train_epochs", str(artifacts.TRAIN_EPOCHS_CSV), "Training curves by epoch"),
          ("latency", str(artifacts.LATENCY_CSV), "Latency p50 at batch 1"))
 MAX_EXAMPLES = 10        # example rows per data-diff table
+MAX_CONFUSED_PAIRS = 5   # given -> suggested label pairs in the label audit section
 MAX_DETAIL_ROWS = 200    # rows per metric file in the collapsed full diff
 BOOTSTRAP_RESAMPLES = 1000
-
-
-@params_section("report")
-@dataclass(frozen=True)
-class ReportParams:
-    """``report:`` in params.yaml."""
-
-    # quote the texts of added / removed / relabelled rows in the report. Off by default: the
-    # report goes into a pull request, which may be public, and texts are customer data. Off,
-    # rows are shown by id and text hash (the fingerprint checkpoints store in training_data.json).
-    show_texts: bool = False
 
 
 # ------------------------------------------------------------------------ base -> head changes
@@ -189,7 +183,14 @@ def dvc_diffs(root: Path, base: Side, head: Side) -> tuple[dict, dict]:
     with Repo(str(root)) as repo:
         metrics = repo.metrics.diff(a_rev=base.rev, b_rev=head.rev, targets=targets, all=True)
         params = repo.params.diff(a_rev=base.rev, b_rev=head.rev)
-    return metrics.get("diff", {}), params.get("diff", {})
+    return flat_metrics(metrics.get("diff", {})), params.get("diff", {})
+
+
+def flat_metrics(diff: dict[str, dict]) -> dict[str, dict]:
+    """DVC's metric diff less the nested detail another section shows (DIFF_DETAIL)."""
+    return {file: {key: row for key, row in rows.items()
+                   if not key.startswith(DIFF_DETAIL.get(file, ()))}
+            for file, rows in diff.items()}
 
 
 # ------------------------------------------------------------------------------------- sections
@@ -371,6 +372,44 @@ def gate_section(root: Path, base: Side, head: Side, base_gate: dict | None,
         lines += ["<details>", f"<summary>head's <code>{GATE_MD}</code></summary>", "",
                   defuse_markdown(raw.decode("utf-8", "replace").strip()), "", "</details>", ""]
     return lines
+
+
+def audit_summary(audit: dict | None) -> str:
+    """The summary line of the label audit: suspects and their share on the head."""
+    if audit is None:
+        return "no label audit on the head"
+    return (f"{audit['suspects']} of {audit['rows']} train and val labels look wrong "
+            f"({100 * audit['suspect_share']:.1f}%, limit {100 * audit['max_suspect_share']:g}%)")
+
+
+def label_audit_section(base_audit: dict | None, head_audit: dict | None) -> list[str]:
+    """The head's audit headline, suspects base -> head, and its most confused label pairs."""
+    from stages.label_audit_report import verdict as audit_verdict
+
+    lines = ["## Label audit", ""]
+    if head_audit is None:
+        return lines + [f"No label audit on the head (no `{AUDIT}`): run `dvc repro label_audit`.",
+                        ""]
+    lines.append(f"- head: {escape_markdown(audit_verdict(head_audit))}")
+    new, share = head_audit["suspects"], head_audit["suspect_share"]
+    if base_audit is None:
+        lines.append(f"- suspects: {new} ({share:.1%}); first audit: the base has no `{AUDIT}`")
+    else:
+        old, old_share = base_audit["suspects"], base_audit["suspect_share"]
+        lines.append(f"- suspects: {old} → {new} ({delta(old, new)}); share {old_share:.1%} → "
+                     f"{share:.1%}")
+    pairs = (head_audit.get("confused_pairs") or [])[:MAX_CONFUSED_PAIRS]
+    if not pairs:
+        return lines + ["", "No confused label pairs on the head.", ""]
+    lines += ["", f"Most confused pairs on the head (given label → suggested label; top "
+              f"{len(pairs)}, all in the head's `{artifacts.LABEL_AUDIT_MD}`):", ""]
+    rows = [[code(p["given"]), code(p["suggested"]), p["rows"]] for p in pairs]
+    if base_audit is None:
+        return lines + md_table(["given", "suggested", "rows"], rows, "llr") + [""]
+    before = {(p["given"], p["suggested"]): p["rows"] for p in base_audit.get("confused_pairs") or []}
+    for row, pair in zip(rows, pairs, strict=True):
+        row.append(before.get((pair["given"], pair["suggested"]), 0))
+    return lines + md_table(["given", "suggested", "rows", "base rows"], rows, "llrr") + [""]
 
 
 def load_data(root: Path, side: Side) -> tuple[pd.DataFrame | None, str]:
@@ -578,9 +617,11 @@ def build_report(base_spec: str, head_spec: str, out: Path, root: Path | None = 
              f"- Params changed: {pchanged}",
              (f"- Data: {counts['added']} added, {counts['removed']} removed, "
               f"{counts['relabelled']} relabelled, {counts['text_changed']} text changed"
-              if counts else "- Data: diff not available"), ""]
+              if counts else "- Data: diff not available"),
+             f"- Label audit: {audit_summary(head_metrics[AUDIT])}", ""]
     lines += gate_section(root, base, head, base_gate, head_gate)
     lines += metrics_section(mdiff, base_metrics, head_metrics, boot, head_gate)
+    lines += label_audit_section(base_metrics[AUDIT], head_metrics[AUDIT])
     lines += params_diff_section(pdiff)
     lines += data_lines
     lines += plot_lines

@@ -17,6 +17,7 @@ ARTIFACTS = [
     ("test predictions", artifacts.PREDICTIONS),
     ("gate report", artifacts.GATE_REPORT),
     ("validation report (report.html)", artifacts.RAW_VALIDATION_DIR),
+    ("label audit (suspect labels to review)", artifacts.LABEL_AUDIT_HTML),
     ("confusion matrix", artifacts.CONFUSION_PNG),
     ("latency comparison", artifacts.LATENCY_PNG),
 ]
@@ -41,6 +42,11 @@ def main() -> None:
     gate = _load(artifacts.GATE_METRICS)
     if gate:
         print(f"\nGate: {'PASSED' if gate.get('passed') else 'FAILED'} ({artifacts.GATE_REPORT})")
+    audit = _load(artifacts.LABEL_AUDIT_METRICS)
+    if audit:
+        from stages.label_audit_report import verdict
+
+        print(f"Label audit: {verdict(audit)} ({artifacts.LABEL_AUDIT_HTML})")
     train = _load(artifacts.TRAIN_METRICS)
     if train:
         print(f"Training: {train['wall_time_s']} s on {train['device']}, "

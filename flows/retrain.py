@@ -42,11 +42,15 @@ from flows.refusal import refused
 from flows.server import Interrupted, raise_interrupted, temporary_server
 from stages import artifacts
 from stages.common import StageError, from_mapping, params_section, read_params_file, run_cli
+from stages.markdown_safety import code
 from stages.report_format import md_table, num, signed
 from stages.vcs import STOPPED, StepFailed, dvc, dvc_command, git, has_staged_changes, stream_command
 
 CONCURRENCY_LIMIT = "retrainer-retrain"  # global concurrency limit: one retraining at a time
-NEVER_RETRY = ("validate", "validate_splits", "gate")  # deterministic: a retry fails the same way
+LABEL_AUDIT = "label_audit"
+LABEL_AUDIT_KEY = "retrain-label-audit"  # the audit's artifact, whether it passed or stopped the run
+# deterministic checks: a retry fails the same way
+NEVER_RETRY = ("validate", "validate_splits", LABEL_AUDIT, "gate")
 VALIDATION_REPORTS = {"validate": artifacts.RAW_VALIDATION_DIR,
                       "validate_splits": artifacts.SPLIT_VALIDATION_DIR}
 # files a retraining changes that belong in git (the champion's own files are promote's commit)
@@ -196,27 +200,48 @@ def _read(path: Path, since: float) -> str | None:
     return None
 
 
-def failure_artifact(repo: Path, stage: str, error: BaseException, since: float,
-                     context: str) -> str:
-    """A markdown artifact saying why the run stopped; returns the flow's failure message."""
-    tail = getattr(error, "tail", [])
-    report, key, message = None, "retrain-failure", str(error)
+def stage_report(repo: Path, stage: str, error: BaseException,
+                 since: float) -> tuple[str | None, str, str]:
+    """The report a failed check wrote in this run, its artifact key and the run's message; a
+    stage without one: (None, "retrain-failure", the step's error)."""
     if stage in VALIDATION_REPORTS:
         summary = VALIDATION_REPORTS[stage] / artifacts.VALIDATION_SUMMARY
         report = _read(repo / summary, since)
         if report:
-            key = "retrain-validation"
-            message = (f"data validation failed ({stage}): see the 'retrain-validation' "
-                       f"artifact and {summary}")
+            return report, "retrain-validation", (
+                f"data validation failed ({stage}): see the 'retrain-validation' artifact and "
+                f"{summary}")
     elif stage == "gate":
         report = _read(repo / artifacts.GATE_REPORT, since)
         gate = _read(repo / artifacts.GATE_METRICS, since)
         if report:
-            key = "retrain-gate"
             failed = ", ".join(json.loads(gate).get("failed") or []) if gate else ""
-            message = (f"the gate failed ({failed or 'see report'}): the candidate may not "
-                       f"replace the champion; see the 'retrain-gate' artifact and "
-                       f"{artifacts.GATE_REPORT}")
+            return report, "retrain-gate", (
+                f"the gate failed ({failed or 'see report'}): the candidate may not replace the "
+                f"champion; see the 'retrain-gate' artifact and {artifacts.GATE_REPORT}")
+    elif stage == LABEL_AUDIT:
+        report = _read(repo / artifacts.LABEL_AUDIT_MD, since)
+        if report:  # block mode over the limit, or exclude mode leaving a class no train rows
+            return report, LABEL_AUDIT_KEY, (
+                f"the label audit failed: {own_error(stage, error)}; see the '{LABEL_AUDIT_KEY}' "
+                f"artifact and {artifacts.LABEL_AUDIT_HTML}")
+    return None, "retrain-failure", str(error)
+
+
+def own_error(stage: str, error: BaseException) -> str:
+    """The stage's own error (its ``ERROR [stages.<stage>]: ...`` line), not DVC's last line
+    about it ("failed to reproduce"); the step's error when the stage printed none."""
+    prefix = f"ERROR [stages.{stage}]: "
+    lines = [line.strip() for line in getattr(error, "tail", [])]
+    return next((line.removeprefix(prefix) for line in reversed(lines) if line.startswith(prefix)),
+                str(error))
+
+
+def failure_artifact(repo: Path, stage: str, error: BaseException, since: float,
+                     context: str) -> str:
+    """A markdown artifact saying why the run stopped; returns the flow's failure message."""
+    tail = getattr(error, "tail", [])
+    report, key, message = stage_report(repo, stage, error, since)
     body = [f"# Retraining stopped at `{stage}`", "", f"**{message}**", "", context, ""]
     if report:
         body += [report.strip(), ""]
@@ -224,6 +249,33 @@ def failure_artifact(repo: Path, stage: str, error: BaseException, since: float,
         body += [f"## Last lines of the `{stage}` log", "", "```", *tail, "```"]
     create_markdown_artifact(key=key, markdown="\n".join(body), description=message)
     return message
+
+
+def label_audit_artifact(repo: Path, status: str, context: str) -> None:
+    """The label audit's headline and most confused label pairs (metrics/label_audit.json)."""
+    path = repo / artifacts.LABEL_AUDIT_METRICS
+    if not path.is_file():
+        return
+    from stages.label_audit_report import verdict
+
+    audit = json.loads(path.read_text(encoding="utf-8"))
+    headline = verdict(audit)
+    md = ["# Label audit", "", f"**{headline}.**", "", context, ""]
+    if status == SKIPPED:
+        md += ["DVC skipped the stage (its inputs are unchanged): this is the last audit's result.",
+               ""]
+    per_split = audit.get("per_split") or {}
+    md += ["Suspects by split: " + ", ".join(f"{name} {row['suspects']} of {row['rows']}"
+                                             for name, row in per_split.items()) + ".", ""]
+    pairs = audit.get("confused_pairs") or []
+    if pairs:
+        md += ["## Most confused pairs (given label → suggested label)", ""]
+        md += md_table(["given", "suggested", "suspects"],
+                       [[code(p["given"]), code(p["suggested"]), p["rows"]] for p in pairs], "llr")
+        md.append("")
+    md += [f"Every suspect, lowest label quality first: `{artifacts.LABEL_AUDIT_HTML}` and "
+           f"`{artifacts.LABEL_AUDIT_SUSPECTS}`."]
+    create_markdown_artifact(key=LABEL_AUDIT_KEY, markdown="\n".join(md), description=headline)
 
 
 def _delta(candidate: float | None, champion: float | None) -> float | None:
@@ -434,6 +486,9 @@ def _retrain(repo: Path, revision: str | None, pull: bool, promote: bool, push: 
                f"{f' (branch `{branch}`)' if branch else ''}; reason: {reason}.")
     logger.info("stages: %s", " -> ".join(stages))
     run = _run_stages(repo, stages, until, params, context, logger)
+    audit = next((s for s in run.steps if s["stage"] == LABEL_AUDIT), None)
+    if audit is not None:  # the audit passed (a failed one is in the failure artifact)
+        label_audit_artifact(repo, audit["status"], context)
     if run.failure is not None:
         return Failed(message=run.failure)
     steps = run.steps

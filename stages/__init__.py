@@ -6,6 +6,7 @@ Stage entry modules, each a DVC stage run as ``python -m stages.<name>`` (dvc.ya
     ingest              read the user's texts and labels (CSV, JSONL, Parquet; path or URL)
     validate            Great Expectations checks on the raw data and (``--splits``) the splits
     split               stable train/val/test split: new data never moves old rows
+    label_audit         the train and val labels that are probably wrong (confident learning)
     train               fine-tune the encoder; checkpoint, curves, resumable state
     evaluate            candidate, champion and baselines scored on the same test rows
     gate                may the candidate replace the champion? one row per check
@@ -36,6 +37,7 @@ Shared helpers (imported by the stages and the layers above):
     report_format       how numbers and tables look in every markdown report
     markdown_safety     data values made inert in markdown posted publicly (the PR report)
     gate_report         gate.json rendered as reports/gate.md
+    label_audit_report  the label audit's markdown and HTML pages
     plots               drawing shared by several reports' figures, and saving a PNG atomically
     vcs                 git and dvc as subprocesses (promote, the flows, the PR report)
 """

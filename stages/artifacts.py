@@ -25,6 +25,8 @@ SPLIT_NAMES = ("train", "val", "test")
 TEST_SET_DIR = Path("data/test_set")  # where a golden test set (split.test_set) must live
 PREDICTIONS = Path("data/predictions/test.parquet")
 REFERENCE_PROFILE = Path("data/reference_profile.json")
+LABEL_AUDIT_SUSPECTS = Path("data/label_audit/suspects.parquet")  # the rows a person should review
+LABEL_AUDIT_EXCLUDED = Path("data/label_audit/excluded.json")     # what train leaves out
 
 # ---------------------------------------------------------------- models
 CHECKPOINT_DIR = Path("models/checkpoint")
@@ -54,6 +56,7 @@ GATE_METRICS = Path("metrics/gate.json")
 PARITY_METRICS = Path("metrics/parity.json")
 QUANTIZE_METRICS = Path("metrics/quantize.json")
 EXPORT_METRICS = Path("metrics/export.json")
+LABEL_AUDIT_METRICS = Path("metrics/label_audit.json")
 
 TRAIN_STEPS_CSV = Path("plots/train_steps.csv")
 TRAIN_EPOCHS_CSV = Path("plots/train_epochs.csv")
@@ -66,6 +69,8 @@ LATENCY_PNG = Path("plots/latency.png")
 RAW_VALIDATION_DIR = Path("reports/validation/raw")
 SPLIT_VALIDATION_DIR = Path("reports/validation/splits")
 GATE_REPORT = Path("reports/gate.md")
+LABEL_AUDIT_MD = Path("reports/label_audit.md")
+LABEL_AUDIT_HTML = Path("reports/label_audit.html")
 GATE_HISTORY = Path("reports/gate_history.jsonl")
 PR_REPORT = Path("reports/pr.md")
 # what a run changes that belongs in git: committed with the champion, so the commit that names a
@@ -260,7 +265,7 @@ SPLIT_COLUMNS = ["id", "text", "label"]
 # ---------------------------------------------------------------- metrics, in reading order
 # the metrics files `dvc metrics diff` and the PR report compare, in reading order
 METRIC_FILES = (EVAL_METRICS, GATE_METRICS, DATA_METRICS, TRAIN_METRICS, PARITY_METRICS,
-                QUANTIZE_METRICS, EXPORT_METRICS)
+                QUANTIZE_METRICS, EXPORT_METRICS, LABEL_AUDIT_METRICS)
 
 
 # ---------------------------------------------------------------- serving

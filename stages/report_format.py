@@ -10,9 +10,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from stages.common import params_section
+
 MISSING = "—"
+
+
+@params_section("report")
+@dataclass(frozen=True)
+class ReportParams:
+    """``report:`` in params.yaml: how reports built from the data treat its texts (the PR report,
+    the label audit)."""
+
+    # quote texts in reports. Off by default: the PR report goes into a pull request, which may be
+    # public, and texts are customer data. Off, rows are shown by id and text hash (the fingerprint
+    # checkpoints store in training_data.json).
+    show_texts: bool = False
 
 
 def _plain(value: float) -> bool:

@@ -57,7 +57,7 @@ def describe(name: str, spec: dict[str, Any]) -> str:
     return (f"DVC stage `{name}` (`{spec['cmd']}`; run it with `dvc repro {name}`):\n"
             f"  reads:  {', '.join(reads) or '-'}\n"
             f"  writes: {', '.join(writes) or '-'}\n"
-            f"  params: {', '.join(f'the `{p}:` section of params.yaml' for p in params) or '-'}")
+            f"  params: {', '.join(_param_phrase(p) for p in params) or '-'}")
 
 
 def stage_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
@@ -79,3 +79,8 @@ def run_stage(main: Any, module: str, doc: str | None, argv: list[str] | None = 
 
     stage_parser(module, doc).parse_args(sys.argv[1:] if argv is None else argv)
     run_cli(main)
+
+
+def _param_phrase(param: str) -> str:
+    """``train`` -> the `train:` section of params.yaml; ``report.show_texts`` -> that one key."""
+    return f"`{param}` in params.yaml" if "." in param else f"the `{param}:` section of params.yaml"

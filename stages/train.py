@@ -38,7 +38,7 @@ from stages.common import (
     progress,
 )
 from stages.data import load_split, training_data_record
-from stages.io import atomic_path, sha256_file, write_csv, write_json
+from stages.io import atomic_path, read_json, sha256_file, write_csv, write_json
 from stages.metrics import macro_f1
 from stages.model import (
     build_classifier,
@@ -510,8 +510,25 @@ def manifest(params: TrainParams, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def drop_audit_exclusions(train_df: pd.DataFrame, val_df: pd.DataFrame,
+                          ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """train and val without the rows the label audit excluded (``label_audit.mode: exclude``;
+    none in the other modes), and how many left each split."""
+    path = artifacts.LABEL_AUDIT_EXCLUDED
+    if not path.is_file():  # a project run before the label_audit stage existed
+        log.info("no %s: training on every train and val row", path)
+        return train_df, val_df, {}
+    excluded = set(read_json(path)["excluded_ids"])
+    kept_train, kept_val = (df[~df["id"].astype(str).isin(excluded)] for df in (train_df, val_df))
+    counts = {"train": len(train_df) - len(kept_train), "val": len(val_df) - len(kept_val)}
+    if excluded:
+        log.info("label audit: leaving out %d train and %d val rows (%s)", counts["train"],
+                 counts["val"], path)
+    return kept_train.reset_index(drop=True), kept_val.reset_index(drop=True), counts
+
+
 def save_checkpoint(result: dict[str, Any], params: TrainParams, train_df: pd.DataFrame,
-                    val_df: pd.DataFrame) -> None:
+                    val_df: pd.DataFrame, excluded: dict[str, int]) -> None:
     with atomic_path(artifacts.CHECKPOINT_DIR) as tmp:
         tmp.mkdir()
         result["model"].save(tmp)
@@ -519,7 +536,7 @@ def save_checkpoint(result: dict[str, Any], params: TrainParams, train_df: pd.Da
         write_json(tmp / artifacts.LABELS_FILE, result["labels"])
         write_json(tmp / artifacts.MANIFEST_FILE, manifest(params, result))
         write_json(tmp / artifacts.TRAINING_DATA_FILE, training_data_record(
-            {"train": train_df["text"], "val": val_df["text"]}))
+            {"train": train_df["text"], "val": val_df["text"]}) | {"excluded_by_label_audit": excluded})
 
 
 def relaunch_under_torchrun(params: TrainParams) -> None:
@@ -542,7 +559,7 @@ def main() -> None:
     if params.distributed and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(params)
         return
-    train_df, val_df = load_split("train"), load_split("val")
+    train_df, val_df, excluded = drop_audit_exclusions(load_split("train"), load_split("val"))
     try:
         result = train_model(train_df, val_df, params)
     except torch.OutOfMemoryError:
@@ -553,7 +570,7 @@ def main() -> None:
                          f"(try {max(1, params.batch_size // 2)}), or lower train.max_length") from None
     if not result["dist"].is_main:
         return
-    save_checkpoint(result, params, train_df, val_df)
+    save_checkpoint(result, params, train_df, val_df, excluded)
     write_csv(artifacts.TRAIN_STEPS_CSV, result["steps"])
     write_csv(artifacts.TRAIN_EPOCHS_CSV, result["epochs"])
     write_json(artifacts.TRAIN_METRICS, result["summary"])

@@ -159,7 +159,8 @@ def write_tiny_splits(root: Path, tiny_model_dir: Path, **train: Any) -> Path:
     (root / "data/splits").mkdir(parents=True)
     for name, part in (("train", df.iloc[::2]), ("val", df.iloc[1::4]), ("test", df.iloc[3::4])):
         part.reset_index(drop=True).to_parquet(root / f"data/splits/{name}.parquet")
-    set_params(root, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN, **train}})
+    set_params(root, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN, **train},
+                      "label_audit": {"encoder": str(tiny_model_dir)}})
     return root
 
 
@@ -192,6 +193,7 @@ def make_pipeline_repo(tmp_path: Path, tiny_model_dir: Path) -> Path:
     write_csv(repo / "data/sample/labels.csv", labels)
     # the tiny data has ~20 test rows: allow a champion comparison on that few
     set_params(repo, {"train": {"base_model": str(tiny_model_dir), **TINY_TRAIN},
+                      "label_audit": {"encoder": str(tiny_model_dir)},
                       "gate": {"min_paired_rows": 5}})
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")

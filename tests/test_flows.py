@@ -90,6 +90,9 @@ def test_retries_of_deterministic_checks_are_refused(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text("flow:\n  retries: {ingest: 2, gate: 1}\n")
     with pytest.raises(StageError, match="must not retry"):
         load_flow_params(tmp_path)
+    (tmp_path / "params.yaml").write_text("flow:\n  retries: {label_audit: 1}\n")
+    with pytest.raises(StageError, match=r"must not retry \['label_audit'\]"):
+        load_flow_params(tmp_path)
 
 
 # --- the flow on the pipeline ------------------------------------------------------------------
@@ -125,6 +128,41 @@ def test_gate_failure_fails_the_run_with_the_gate_report(prefect_api: Any, repo:
 
 
 @pytest.mark.slow
+def test_label_audit_in_block_mode_fails_the_run_with_its_report(prefect_api: Any,
+                                                                  pipeline_repo: Path) -> None:
+    """Labels moved to another class, and no suspect allowed: the audit stops the run before
+    train, with the stage's own message and its report as the artifact."""
+    import pandas as pd
+
+    labels = pd.read_csv(pipeline_repo / "data/sample/labels.csv")
+    classes = sorted(labels["label"].unique())
+    moved = labels.index[::10]                               # 12 of 120 rows, every class
+    labels.loc[moved, "label"] = labels.loc[moved, "label"].map(
+        lambda c: classes[(classes.index(c) + 1) % len(classes)])
+    labels.to_csv(pipeline_repo / "data/sample/labels.csv", index=False)
+    set_params(pipeline_repo, {"label_audit": {"mode": "block", "max_suspect_share": 0.0,
+                                               "features": "tfidf"}})
+    state = run_flow(repo_dir=str(pipeline_repo), until="train", promote=True)
+    assert state.is_failed()
+    audit = json.loads((pipeline_repo / "metrics/label_audit.json").read_text())
+    assert audit["mode"] == "block" and audit["suspects"] > 0
+    # the stage's own message (not DVC's "failed to reproduce"), and where to read more
+    assert state.message == (
+        f"the label audit failed: {audit['suspects']} of {audit['rows']} train and val labels "
+        f"({100 * audit['suspect_share']:.1f}%) look wrong, above label_audit.max_suspect_share "
+        "(0%); see the 'retrain-label-audit' artifact and reports/label_audit.html")
+    arts = artifacts(prefect_api, state)
+    assert "retrain-failure" not in arts
+    report = (pipeline_repo / "reports/label_audit.md").read_text()
+    assert "# Retraining stopped at `label_audit`" in arts["retrain-label-audit"].data
+    assert report.splitlines()[2] in arts["retrain-label-audit"].data  # the audit's verdict
+    runs = task_runs(prefect_api, state)
+    assert runs["dvc repro label_audit"].run_count == 1      # deterministic: never retried
+    assert "dvc repro train" not in runs
+    assert git(pipeline_repo, "branch", "--list", "retrain/*") == ""
+
+
+@pytest.mark.slow
 def test_success_promotes_on_a_run_branch_with_artifacts(prefect_api: Any, repo: Path) -> None:
     set_params(repo, {"validate": {"min_rows": 50}, "gate": {**PASSING_GATE,
                                                              "min_macro_f1": 0.999}})
@@ -152,6 +190,15 @@ def test_success_promotes_on_a_run_branch_with_artifacts(prefect_api: Any, repo:
     assert {r["metric"]: r["candidate"] for r in table}["macro_f1"] == \
         eval_json["candidate"]["macro_f1"]
     assert "No champion yet" in arts["retrain-vs-champion"].data
+    # the label audit's headline and confused pairs, from the audit this run made
+    from stages.label_audit_report import verdict
+
+    audit = json.loads((repo / "metrics/label_audit.json").read_text())
+    art = arts["retrain-label-audit"]
+    assert art.description == verdict(audit) and f"**{verdict(audit)}.**" in art.data
+    for pair in audit["confused_pairs"]:
+        assert f"| `{pair['given']}` | `{pair['suggested']}` | {pair['rows']} |" in art.data
+    assert "reports/label_audit.html" in art.data
     assert {s["stage"]: s["status"] for s in result["stages"]}["gate"] == "ran"
     limit = prefect_api.read_global_concurrency_limit_by_name("retrainer-retrain")
     assert limit.limit == 1

@@ -5,9 +5,9 @@ DVC-tracked texts/labels/predictions, so the report runs DVC's real metrics/para
 DVC outputs at old revisions through dvc.api, as it does in a clone.
 
     c0 "data only"  texts + labels, no metrics yet
-    c1 "base"       + metrics, plots, predictions; gate passed
+    c1 "base"       + metrics, plots, predictions; gate passed; label audit: 2 suspects
     c2 "head"       train.learning_rate and train.epochs changed, three ids relabelled, new
-                    metrics and predictions; gate failed (min_macro_f1)
+                    metrics and predictions; gate failed (min_macro_f1); label audit: 5 suspects
 """
 
 from __future__ import annotations
@@ -24,13 +24,36 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stages import artifacts
 from stages.common import StageError
+from stages.label_audit_report import verdict as audit_verdict
+from stages.markdown_safety import escape_markdown
 from stages.metrics import classification_metrics
 from tests.conftest import REPO_ROOT, dvc, make_rows, set_params
 from tests.helpers import git, run_module
 
 WORKFLOW = REPO_ROOT / ".github/workflows/pr-report.yml"
 RELABELLED = ["t00002", "t00015", "t00040"]
+# the label audit's suspects on each side: id -> the label the audit suggests instead
+BASE_SUSPECTS = {"t00005": "login_problem", "t00030": "refund_request"}
+HEAD_SUSPECTS = {**BASE_SUSPECTS, "t00006": "login_problem", "t00007": "login_problem",
+                 "t00050": "delivery_status"}
+
+
+def write_label_audit(repo: Path, texts, labels, suspects: dict[str, str]) -> dict:
+    """metrics/label_audit.json as the label_audit stage summarises an audit of all rows whose
+    suspects are ``suspects`` (the cheap model's own results are not what the report tests)."""
+    from stages.label_audit import LabelAuditParams, summarise
+
+    rows = labels.merge(texts[["id", "text"]], on="id").assign(split="train")
+    rows.loc[rows.index % 5 == 0, "split"] = "val"
+    rows["suggested"] = [suspects.get(i, label) for i, label in zip(rows["id"], rows["label"],
+                                                                    strict=True)]
+    rows["suspect"] = rows["id"].isin(list(suspects))
+    metrics = summarise(rows, LabelAuditParams(), seconds=1.0)
+    (repo / "metrics").mkdir(exist_ok=True)
+    (repo / "metrics/label_audit.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
 
 
 def write_side(repo: Path, texts, labels, wrong: int, gate_passed: bool, lr: float,
@@ -104,6 +127,7 @@ def review_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     # the base model trained on two rows that are test rows on both sides (as after a salt change)
     write_side(repo, texts, labels, wrong=2, gate_passed=True, lr=1e-4,
                trained_on=["t00001", "t00004", "t00002"])
+    base_audit = write_label_audit(repo, texts, labels, BASE_SUSPECTS)
     dvc(repo, "add", "-q", "data/predictions/test.parquet", "models/checkpoint")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "base: first retrain")
@@ -116,12 +140,14 @@ def review_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
                                                       if v != "refund_request" else "login_problem")
     new.to_parquet(repo / "data/labels/labels.parquet", index=False)
     write_side(repo, texts, new, wrong=9, gate_passed=False, lr=3e-5, trained_on=["t00002"])
+    head_audit = write_label_audit(repo, texts, new, HEAD_SUSPECTS)
     dvc(repo, "add", "-q", "data/labels/labels.parquet", "data/predictions/test.parquet",
         "models/checkpoint")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "head: relabel three tickets, lower the learning rate")
     c2 = git(repo, "rev-parse", "HEAD")
-    return {"repo": repo, "c0": c0, "c1": c1, "c2": c2, "base_labels": labels, "head_labels": new}
+    return {"repo": repo, "c0": c0, "c1": c1, "c2": c2, "base_labels": labels, "head_labels": new,
+            "base_audit": base_audit, "head_audit": head_audit}
 
 
 def run_report(repo: Path, *args: str) -> subprocess.CompletedProcess:
@@ -203,6 +229,25 @@ def test_report_base_to_workspace(review_repo: dict) -> None:
     repro = section(md, "Reproduce")
     assert f"git switch --detach -- {c1}" in repro and f"dvc metrics diff {c1}" in repro
 
+    # the label audit: the head's headline, suspects base -> head, the most confused pairs
+    base_audit, head_audit = review_repo["base_audit"], review_repo["head_audit"]
+    assert (base_audit["suspects"], head_audit["suspects"]) == (2, 5)
+    assert ("- Label audit: 5 of 72 train and val labels look wrong (6.9%, limit 5%)"
+            in md.split("## Gate", 1)[0])
+    audit = section(md, "Label audit")
+    assert f"- head: {escape_markdown(audit_verdict(head_audit))}" in audit
+    assert "- suspects: 2 → 5 (+3); share 2.8% → 6.9%" in audit
+    pairs = audit.split("| given | suggested | rows | base rows |", 1)[1]
+    listed = re.findall(r"^\| `(\w+)` \| `(\w+)` \| (\d+) \| (\d+) \|$", pairs, flags=re.M)
+    assert listed[0] == ("cancel_subscription", "login_problem", "3", "1")
+    assert set(listed[1:]) == {("delivery_status", "refund_request", "1", "1"),
+                               ("payment_failed", "delivery_status", "1", "0")}
+    # DVC's flat diff of the audit: its headline numbers, not one row per class
+    details = section(md, "Metrics").split("<code>metrics/label_audit.json</code>", 1)[1]
+    details = details.split("</details>", 1)[0]
+    assert "| `suspects` | 2 | 5 | +3 |" in details and "| `suspect_share` |" in details
+    assert "per_class" not in details
+
 
 def test_report_base_without_metrics_is_new(review_repo: dict) -> None:
     repo, c0, c2 = review_repo["repo"], review_repo["c0"], review_repo["c2"]
@@ -219,6 +264,50 @@ def test_report_base_without_metrics_is_new(review_repo: dict) -> None:
     plots = section(md, "Plots (base vs head)")
     assert "base: not on this side (absent)" in plots and f"head @ {c2[:8]}" in plots
     assert (repo / "out/first-plots/confusion.png").is_file()
+    # the first audit: no base to compare with, so no base column
+    audit = section(md, "Label audit")
+    assert "`metrics/label_audit.json` | new | yes |" in md
+    assert "- suspects: 5 (6.9%); first audit: the base has no `metrics/label_audit.json`" in audit
+    assert "| given | suggested | rows |\n" in audit
+    assert "| `cancel_subscription` | `login_problem` | 3 |\n" in audit
+
+
+def test_label_audit_section_without_an_audit_on_the_head(review_repo: dict) -> None:
+    from commands.report import label_audit_section
+
+    lines = "\n".join(label_audit_section(review_repo["head_audit"], None))
+    assert "No label audit on the head (no `metrics/label_audit.json`)" in lines
+    assert "suspects" not in lines
+    no_pairs = {**review_repo["base_audit"], "suspects": 0, "suspect_share": 0.0,
+                "confused_pairs": []}
+    lines = "\n".join(label_audit_section(review_repo["base_audit"], no_pairs))
+    assert "- suspects: 2 → 0 (-2); share 2.8% → 0.0%" in lines
+    assert "No confused label pairs on the head." in lines and "|" not in lines
+
+
+def test_dvc_metrics_diff_shows_the_label_audit(review_repo: dict, tmp_path: Path) -> None:
+    """dvc.yaml declares the audit's metrics: `dvc metrics diff` lists its change, as it does for
+    every metrics file the report reads."""
+    repo = tmp_path / "repo"
+    (repo / "metrics").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy(REPO_ROOT / "params.yaml", repo / "params.yaml")
+    git(repo, "init", "-q", "-b", "main")
+    dvc(repo, "init", "-q")
+    audit = repo / "metrics/label_audit.json"
+    commits = []
+    for metrics in (review_repo["base_audit"], review_repo["head_audit"]):
+        audit.write_text(json.dumps(metrics, indent=2))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"{metrics['suspects']} suspects")
+        commits.append(git(repo, "rev-parse", "HEAD"))
+    diff = json.loads(dvc(repo, "metrics", "diff", *commits, "--json").stdout)
+    changed = diff["metrics/label_audit.json"]
+    assert changed["suspects"] == {"old": 2, "new": 5, "diff": 3}
+    assert changed["suspect_share"]["old"] == review_repo["base_audit"]["suspect_share"]
+    assert changed["suspect_share"]["new"] == review_repo["head_audit"]["suspect_share"]
+    declared = {str(p) for p in artifacts.METRIC_FILES}
+    assert "metrics/label_audit.json" in declared           # and the PR report reads it too
 
 
 def test_unknown_revision_is_a_clear_error(review_repo: dict) -> None:
@@ -337,6 +426,9 @@ def hostile_repo(review_repo: dict, tmp_path_factory: pytest.TempPathFactory) ->
     labels.loc[labels["id"] == "t00002", "label"] = "@admin <b>x</b> `y` |z"
     labels["annotator"] = "![a](https://evil.example/a.png)"
     labels.to_parquet(repo / "data/labels/labels.parquet", index=False)
+    # the audit names classes, so a hostile label reaches its confused pairs
+    write_label_audit(repo, texts, labels, {"t00002": "@org/team <img src=x> ![i](https://e.x)",
+                                            **HEAD_SUSPECTS})
     return {**review_repo, "repo": repo}
 
 
@@ -366,6 +458,9 @@ def test_texts_hidden_by_default(hostile_repo: dict) -> None:
     row = next(x for x in data.splitlines() if x.startswith("| `t00002` |"))
     assert f"`{text_fingerprint(HOSTILE)}`" in row             # the text's hash, not the text
     assert "octocat" not in md and "evil.example/p.png" not in md
+    audit = section(md, "Label audit")                       # class names as code spans
+    assert "| ``@admin <b>x</b> `y` \\|z`` | `@org/team <img src=x> ![i](https://e.x)` | 1 | 0 |" \
+        in audit
     texts = pd.read_parquet(repo / "data/raw/texts.parquet").set_index("id")["text"]
     for i in RELABELLED:                                     # no relabelled text is quoted
         assert texts[i][:30] not in md, f"text of {i} quoted"
