@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import shutil
@@ -115,13 +116,13 @@ def flip_confusable(labels: Any, share: float, pairs: list[tuple[str, str, int]]
     import numpy as np
 
     target = round(share * len(labels))
-    per_direction = -(-target // (2 * PAIR_SPREAD))
+    per_direction = math.ceil(target / (2 * PAIR_SPREAD))
     values = labels.to_numpy()
     sizes = labels.value_counts()
     budget = {c: int(n * MAX_CLASS_SHARE_FLIPPED) for c, n in sizes.items()}
     noisy, flipped, used = values.copy(), set(), []
     for a, b, confusions in pairs:
-        n = min(per_direction, budget[a], budget[b], -(-(target - len(flipped)) // 2))
+        n = min(per_direction, budget[a], budget[b], math.ceil((target - len(flipped)) / 2))
         if n <= 0:
             continue
         for source, dest in ((a, b), (b, a)):
@@ -355,7 +356,11 @@ def exclude_part(args: argparse.Namespace, facts: dict[str, Any]) -> dict[str, A
     def without(df: Any) -> Any:  # as stages.train.drop_audit_exclusions leaves them out
         return df[~df["id"].isin(excluded)].reset_index(drop=True)
 
-    runs = {"all_rows": train_and_test(train, val, test, params),
+    # --all-rows-result: the all-rows run of an earlier invocation of this same code (a run killed
+    # during its second training); the recipe is deterministic on CPU for a fixed seed
+    all_rows = (json.loads(args.all_rows_result.read_text()) if args.all_rows_result
+                else train_and_test(train, val, test, params))
+    runs = {"all_rows": all_rows,
             "without_suspects": train_and_test(without(train), without(val), test, params)}
     difference = {k: round(runs["without_suspects"][k] - runs["all_rows"][k], 4)
                   for k in ("macro_f1", "accuracy")}
@@ -428,6 +433,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="which rows are flipped")
     parser.add_argument("--audit-json", type=Path, default=RESULTS / "label_audit_banking77.json",
                         help="--part exclude: the audit part's results (the clean file's suspects)")
+    parser.add_argument("--all-rows-result", type=Path, metavar="JSON",
+                        help="--part exclude: reuse this all-rows run instead of training it again")
     parser.add_argument("--out", type=Path, help="results JSON (default: by part)")
     parser.add_argument("--plot", type=Path, metavar="JSON", help="draw an audit part's results; no runs")
     parser.add_argument("--png", type=Path, default=RESULTS / "label_audit_banking77.png")

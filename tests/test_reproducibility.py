@@ -18,8 +18,11 @@ from tests.conftest import TINY_PIPELINE, dvc, make_pipeline_repo, set_params, u
 from tests.helpers import git
 
 # what is allowed to differ between two runs of the same commit: timings, and nothing else
-VOLATILE = {"metrics/train.json", "metrics/export.json", "plots/latency.csv", "plots/latency.png"}
-ARTIFACTS = ["data/predictions/test.parquet", "models/onnx/model.onnx",
+# (label_audit.json carries the audit's wall time; its suspects and reports are compared below)
+VOLATILE = {"metrics/train.json", "metrics/export.json", "plots/latency.csv", "plots/latency.png",
+            "metrics/label_audit.json"}
+ARTIFACTS = ["data/predictions/test.parquet", "data/label_audit/suspects.parquet",
+             "reports/label_audit.md", "reports/label_audit.html", "models/onnx/model.onnx",
              "models/onnx/model.int8.onnx", "models/onnx/labels.json",
              "reports/validation/raw/results.json", "reports/validation/splits/results.json"]
 
