@@ -2,10 +2,12 @@
 
     python -m commands.predict --model models/onnx/model.int8.onnx --input in.csv --output out.csv
 
-Reads ``text`` (keeps ``id``), writes ``label`` and ``prob_<class>`` columns in input order, streamed
-chunk by chunk and renamed into place at the end. Imports only onnxruntime, tokenizers, numpy and
-pandas (plus tqdm): no torch, no transformers (tests/test_predict.py checks that).
-More: docs/onnx.md, docs/hardening.md.
+Reads ``text`` (keeps ``id``), writes ``label``, ``out_of_scope`` and ``oos_score`` (for a model
+exported with its out-of-scope detector: an out-of-scope row's label is the detector's, possibly
+empty) and ``prob_<class>`` columns in input order, streamed chunk by chunk and renamed into place
+at the end. Imports only onnxruntime, tokenizers, numpy and pandas (plus tqdm): no torch, no
+transformers (tests/test_predict.py checks that).
+More: docs/onnx.md, docs/out_of_scope.md, docs/hardening.md.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ def iter_text_chunks(path: Path, chunk_rows: int = 10_000) -> Any:
 
 def summarise(model: Any, counts: dict[str, int], provider_name: str,
               labels: Any) -> dict[str, Any]:
-    return {**counts, "max_length": model.max_length, "provider": provider_name,
+    """The run's counts; ``out_of_scope`` is None for a model without a detector."""
+    return {**counts, "out_of_scope": counts.get("out_of_scope"), "max_length": model.max_length,
+            "provider": provider_name,
             "labels": dict(sorted(labels.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
@@ -72,10 +76,14 @@ def predict_file(model_path: Path, input_path: Path, output_path: Path, batch_si
     from stages.common import progress
     from stages.io import atomic_path
     from stages.onnx_session import load_onnx_model, provider
-    from stages.scoring import score_table
+    from stages.scoring import NO_DETECTOR_WARNING, score_table
 
     model = load_onnx_model(model_path, threads=threads, device=device)
     totals = {"rows": 0, "truncated": 0, "empty_texts": 0}
+    if model.oos is None:
+        log.warning(NO_DETECTOR_WARNING, model_path)
+    else:
+        totals["out_of_scope"] = 0
     labels: Counter[str] = Counter()
     with atomic_path(output_path) as tmp, tmp.open("w", encoding="utf-8", newline="") as f, \
             progress(None, desc="predict", unit="row") as bar:
@@ -84,7 +92,7 @@ def predict_file(model_path: Path, input_path: Path, output_path: Path, batch_si
             out.to_csv(f, index=False, header=totals["rows"] == 0)
             for k, v in counts.items():
                 totals[k] += v
-            labels.update(out["label"].tolist())
+            labels.update(out["label"].dropna().tolist())  # a null label: counted as out of scope
             bar.update(len(out))
     return summarise(model, totals, provider(model.session), labels)
 
@@ -106,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"{summary['provider']} -> {args.output}")
     print(f"  truncated to {summary['max_length']} tokens: {summary['truncated']}"
           f"   empty texts: {summary['empty_texts']}")
+    if summary["out_of_scope"] is not None:
+        print(f"  out of scope: {summary['out_of_scope']}")
     print("  predicted labels: " + ", ".join(f"{k} {v}" for k, v in summary["labels"].items()))
     sys.stdout.flush()
 

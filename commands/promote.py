@@ -161,7 +161,8 @@ REFERENCE_ROWS = 256  # test texts whose predictions the champion carries (the r
 
 
 def copy_onnx_export(src: Path, dest: Path) -> None:
-    """The exported model files, tokenizer and labels, and their predictions on test texts."""
+    """The exported model files, tokenizer, labels and out-of-scope detector, and their
+    predictions on test texts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -171,7 +172,7 @@ def copy_onnx_export(src: Path, dest: Path) -> None:
 
     dest.mkdir(parents=True)
     for name in (artifacts.ONNX_FP32, artifacts.ONNX_INT8, artifacts.ONNX_FP16,
-                 artifacts.LABELS_FILE):
+                 artifacts.LABELS_FILE, artifacts.OOS_JSON, artifacts.OOS_ARRAYS):
         if (src / name).is_file():
             shutil.copy2(src / name, dest / name)
     shutil.copytree(src / artifacts.TOKENIZER_DIR, dest / artifacts.TOKENIZER_DIR)

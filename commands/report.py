@@ -46,7 +46,7 @@ HEADLINE = {
 AUDIT = str(artifacts.LABEL_AUDIT_METRICS)
 # nested detail the flat metric diff leaves out, because a section of its own shows it briefly
 # (DVC already drops lists such as the audit's confused_pairs)
-DIFF_DETAIL = {AUDIT: ("per_class.",)}
+DIFF_DETAIL = {AUDIT: ("per_class.",), EVAL: ("oos.candidate.methods.", "oos.champion.methods.")}
 TEXTS = str(artifacts.RAW_TEXTS)
 LABELS = str(artifacts.LABELS)
 PREDICTIONS = str(artifacts.PREDICTIONS)
@@ -59,6 +59,11 @@ PLOTS = (("confusion", str(artifacts.CONFUSION_CSV), "Confusion matrix (test spl
          ("latency", str(artifacts.LATENCY_CSV), "Latency p50 at batch 1"))
 MAX_EXAMPLES = 10        # example rows per data-diff table
 MAX_CONFUSED_PAIRS = 5   # given -> suggested label pairs in the label audit section
+# eval.json's oos.candidate figures in the Out of scope section: key, title, needs OOS test rows
+OOS_FIGURES = (("threshold", "threshold", False), ("in_scope_flagged", "in-scope flagged", False),
+               ("accuracy_with_abstention", "accuracy with abstention", False),
+               ("oos_recall", "OOS recall", True), ("oos_precision", "OOS precision", True),
+               ("auroc", "AUROC", True), ("fpr_at_95_tpr", "FPR at 95% TPR", True))
 MAX_DETAIL_ROWS = 200    # rows per metric file in the collapsed full diff
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -374,6 +379,66 @@ def gate_section(root: Path, base: Side, head: Side, base_gate: dict | None,
     return lines
 
 
+def _detector(ev: dict | None, who: str = "candidate") -> dict | None:
+    return ((ev or {}).get("oos") or {}).get(who)
+
+
+def _oos_rows_note(role: str, oos: dict) -> str:
+    """Which test rows a side's figures are on, and why some are not measured."""
+    label = "null" if oos.get("label") is None else code(oos["label"])
+    note = (f"- {role}: {oos.get('in_scope_rows')} in-scope and {oos.get('oos_rows')} out-of-scope "
+            f"test rows (labelled {label})")
+    if not oos.get("oos_rows"):
+        note += (f"; no out-of-scope rows, so recall, precision, AUROC and FPR are not measured "
+                 f"(add texts labelled {label} to the labelled data)")
+    return note
+
+
+def oos_methods_table(oos: dict) -> list[str]:
+    """Every score the head's detector has a threshold for, on the same test rows."""
+    methods = oos.get("methods") or {}
+    if not methods:
+        return []
+    rows = [[code(m) + (" (used)" if m == oos.get("method") else ""), num(v.get("auroc")),
+             num(v.get("fpr_at_95_tpr")), num(v.get("in_scope_flagged")), num(v.get("oos_recall"))]
+            for m, v in methods.items()]
+    return ["", "Scores compared on the head's test split (each at its own threshold):", "",
+            *md_table(["score", "AUROC", "FPR at 95% TPR", "in-scope flagged", "OOS recall"], rows,
+                      "lrrrr")]
+
+
+def oos_section(base_eval: dict | None, head_eval: dict | None) -> list[str]:
+    """The candidates' out-of-scope detectors base -> head; nothing when neither side has one."""
+    base, head = _detector(base_eval), _detector(head_eval)
+    if base is None and head is None:
+        return []
+    lines = ["## Out of scope", ""]
+    if head is None:
+        lines += ["The head's candidate has no out-of-scope detector (the base's had one): "
+                  "run `dvc repro oos evaluate`.", ""]
+    method_old, method_new = (base or {}).get("method"), (head or {}).get("method")
+    rows = [["method", code(method_old) if method_old else MISSING,
+             code(method_new) if method_new else MISSING, delta(method_old, method_new)]]
+    for key, title, needs_rows in OOS_FIGURES:
+        old, new = (base or {}).get(key), (head or {}).get(key)
+        if needs_rows and old is None and new is None:
+            continue  # measured on neither side: the notes below say why
+        other_score = key == "threshold" and None not in (method_old, method_new) \
+            and method_old != method_new  # thresholds of two different scores do not subtract
+        rows.append([title, num(old), num(new), "other score" if other_score else delta(old, new)])
+    lines += md_table(["figure", "base", "head", "Δ"], rows, "lrrr")
+    lines += [""] + [_oos_rows_note(role, oos) for role, oos in (("base", base), ("head", head))
+                     if oos is not None]
+    champion = _detector(head_eval, "champion")
+    if head is not None and champion is not None:
+        lines.append(f"- head's champion ({code(champion.get('method'))}): in-scope flagged "
+                     f"{num(champion.get('in_scope_flagged'))}, OOS recall "
+                     f"{num(champion.get('oos_recall'))}, AUROC {num(champion.get('auroc'))}")
+    if head is not None:
+        lines += oos_methods_table(head)
+    return lines + [""]
+
+
 def audit_summary(audit: dict | None) -> str:
     """The summary line of the label audit: suspects and their share on the head."""
     if audit is None:
@@ -621,6 +686,7 @@ def build_report(base_spec: str, head_spec: str, out: Path, root: Path | None = 
              f"- Label audit: {audit_summary(head_metrics[AUDIT])}", ""]
     lines += gate_section(root, base, head, base_gate, head_gate)
     lines += metrics_section(mdiff, base_metrics, head_metrics, boot, head_gate)
+    lines += oos_section(base_metrics[EVAL], head_metrics[EVAL])
     lines += label_audit_section(base_metrics[AUDIT], head_metrics[AUDIT])
     lines += params_diff_section(pdiff)
     lines += data_lines

@@ -27,6 +27,23 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def oos_line(oos: dict | None) -> str | None:
+    """One line on the candidate's out-of-scope detector (eval.json's oos.candidate)."""
+    if not oos:
+        return None
+    line = (f"Out of scope ({oos['method']}, threshold {oos['threshold']:.4g}): in-scope flagged "
+            f"{_figure(oos.get('in_scope_flagged'))}, accuracy with abstention "
+            f"{_figure(oos.get('accuracy_with_abstention'))}, ")
+    if not oos.get("oos_rows"):
+        return line + "no out-of-scope test rows (recall not measured)"
+    return line + (f"OOS recall {_figure(oos.get('oos_recall'))}, AUROC {_figure(oos.get('auroc'))}"
+                   f" on {oos['oos_rows']} out-of-scope rows")
+
+
 def main() -> None:
     ev = _load(artifacts.EVAL_METRICS)
     rows = []
@@ -39,6 +56,9 @@ def main() -> None:
         print(f"{'model':<28} {'accuracy':>9} {'macro-F1':>9} {'weighted-F1':>12}")
         for name, m in rows:
             print(f"{name:<28} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f} {m['weighted_f1']:>12.4f}")
+        oos = oos_line((ev.get("oos") or {}).get("candidate"))
+        if oos:
+            print(f"\n{oos}")
     gate = _load(artifacts.GATE_METRICS)
     if gate:
         print(f"\nGate: {'PASSED' if gate.get('passed') else 'FAILED'} ({artifacts.GATE_REPORT})")

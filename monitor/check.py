@@ -20,6 +20,7 @@ from monitor.detectors import (
     ks_drift,
     label_drift,
     novelty_drift,
+    oos_drift,
     share_drift,
 )
 from monitor.reference import Reference, calibrated
@@ -96,6 +97,8 @@ def check_window(reference: Reference, window: Window, params: MonitorParams,
         share_drift("truncated", frame["truncated"].to_numpy(dtype=bool),
                     reference.meta["truncated_share"], params.max_truncated_increase, True),
         share_drift("empty", window.empty_mask(), 0.0, params.max_empty_share, False),
+        oos_drift(window.out_of_scope(), reference.meta.get("out_of_scope_share"),
+                  params.max_oos_increase),
     ]
     alarms = [r.name for r in results if r.drifted and r.name in params.alarm_on]
     report.update(status=DRIFT if alarms else OK, alarms=alarms,
@@ -132,7 +135,7 @@ def labelling_sample(frame: pd.DataFrame, confidence: Any, emb_rows: Any, witnes
                 break
     rows = uncertain + drifted
     cols = [c for c in ("ts", "request_id", "id", "text", "text_sha256", "label", "confidence",
-                        "model_version") if c in frame]
+                        "out_of_scope", "model_version") if c in frame]
     out = frame.iloc[rows][cols].reset_index(drop=True)
     out.insert(0, "reason", ["uncertain"] * len(uncertain) + ["drifted"] * len(drifted))
     return pd.DataFrame(out)

@@ -2,8 +2,8 @@
 
 Each detector is a two-sample comparison on what the service logs, never on raw text, and returns
 a :class:`Result` (statistic, p-value where there is one, threshold, fired). Detectors: label,
-confidence, length, embedding, novelty, accuracy, truncated, empty; which may alarm and at what
-thresholds is ``monitor:`` in params.yaml. The shared statistics are in stages/drift_stats.py.
+confidence, length, embedding, novelty, accuracy, truncated, empty, out_of_scope; which may alarm
+and at what thresholds is ``monitor:`` in params.yaml. The shared statistics are in stages/drift_stats.py.
 More: docs/monitoring.md.
 """
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 ALL_DETECTORS = ("label", "confidence", "length", "embedding", "novelty", "accuracy", "truncated",
-                 "empty")
+                 "empty", "out_of_scope")
 
 
 @params_section("monitor")
@@ -36,6 +36,7 @@ class MonitorParams:
     max_accuracy_drop: Share = 0.05       # estimated accuracy below the reference's by more
     max_truncated_increase: Share = 0.10  # share of truncated texts above the reference's by more
     max_empty_share: Share = 0.05         # share of empty texts above this
+    max_oos_increase: Share = 0.10        # share answered out of scope above the reference's by more
     permutations: PositiveInt = 1000      # MMD permutation test resamples
     novelty_quantile: Fraction = 0.95     # "far from the reference": beyond this quantile of the
     #                                       reference's nearest-neighbour distances
@@ -160,6 +161,20 @@ def share_drift(name: str, win_mask: np.ndarray, ref_share: float, threshold: fl
     return Result(name, _r(share), None, threshold, bool(excess > threshold),
                   detail={"window_share": _r(share), "reference_share": _r(ref_share),
                           "count": int(win_mask.sum())})
+
+
+def oos_drift(win_flags: np.ndarray | None, ref_share: float | None, max_increase: float
+              ) -> Result:
+    """The window's share of out-of-scope answers against the reference's (as ``truncated``);
+    "unavailable" when the logged rows carry no flags (a champion without a detector, a log
+    older than the detector) or the reference has no share (built before it)."""
+    if win_flags is None or ref_share is None:
+        missing = "the window's log rows" if win_flags is None else "the reference"
+        return Result("out_of_scope", None, None, max_increase, False, "unavailable",
+                      detail={"reason": f"{missing} carry no out-of-scope flags"})
+    result = share_drift("out_of_scope", win_flags, ref_share, max_increase, True)
+    result.detail["rows"] = len(win_flags)
+    return result
 
 
 def nearest_distances(x: np.ndarray, ref: np.ndarray, leave_one_out: bool = False) -> np.ndarray:

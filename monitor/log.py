@@ -41,6 +41,8 @@ def write_log_file(log_dir: Path, rows: pd.DataFrame) -> list[Path]:
 
     written = []
     rows = rows.assign(ts=rows["ts"].dt.floor("ms"))  # the schema stores milliseconds
+    # a column the rows do not have is null (out_of_scope and oos_score of a model without detector)
+    rows = rows.assign(**{c: None for c in COLUMNS if c not in rows.columns})
     hours = rows["ts"].dt.floor("h")
     for hour, part in rows.groupby(hours, sort=True):
         table = pa.Table.from_pandas(part.reset_index(drop=True), schema=log_schema(),
@@ -80,6 +82,17 @@ class Window:
             return None
         present = [e for e in col if e is not None and len(e)]
         return np.stack(present).astype(np.float32) if present else None
+
+    def out_of_scope(self) -> np.ndarray | None:
+        """The out-of-scope flags of the rows that logged one; None when none did (a champion
+        without a detector, or a log written before out-of-scope detection)."""
+        import pandas as pd
+
+        col = self.frame.get("out_of_scope")
+        if col is None:
+            return None
+        flags = col[pd.notna(col)]
+        return flags.astype(bool).to_numpy() if len(flags) else None
 
     def empty_mask(self) -> np.ndarray:
         """Empty texts, known from hashes and token counts alone (no raw text needed)."""

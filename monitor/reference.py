@@ -4,8 +4,9 @@
     python -m monitor.reference --onnx-dir models/onnx --out DIR
 
 Built at promote time by the served int8 ONNX model: ``reference.parquet`` (the test split scored,
-no text) and ``reference.json`` (labels, model hash, accuracy, and the val-fitted calibration of
-confidence to P(correct) that estimates a window's accuracy without labels).
+no text) and ``reference.json`` (labels, model hash, accuracy, the val-fitted calibration of
+confidence to P(correct) that estimates a window's accuracy without labels, and for a model with
+an out-of-scope detector the share of test texts it answers out of scope).
 More: docs/monitoring.md.
 """
 
@@ -42,6 +43,8 @@ class Scored:
     n_tokens: np.ndarray
     truncated: np.ndarray
     labels: list[str]
+    out_of_scope: np.ndarray | None = None  # the detector's flags; None: the model has none
+    oos_scores: np.ndarray | None = None
 
     @property
     def confidence(self) -> np.ndarray:
@@ -61,16 +64,30 @@ def score_texts(model: Any, texts: list[str], where: str, batch_size: int = 32) 
     import numpy as np
 
     from stages.metrics import softmax
-    from stages.onnx_session import encode, run_logits_and_embeddings
+    from stages.onnx_session import detect_out_of_scope, encode, run_logits_and_embeddings
 
     encodings = encode(model, texts)
     logits, emb = run_logits_and_embeddings(model, encodings, batch_size, show_progress=True)
     if emb is None:
         log.warning("%s has no 'embedding' output: no embedding drift detection (re-export with "
                     "this version: `dvc repro export quantize`)", where)
+    flags, scores = detect_out_of_scope(model, logits, emb)
     return Scored(softmax(logits).astype(np.float32), emb,
                   np.array([len(e.ids) for e in encodings], dtype=np.int32),
-                  np.array([len(e.overflowing) > 0 for e in encodings]), model.labels)
+                  np.array([len(e.overflowing) > 0 for e in encodings]), model.labels,
+                  flags, scores)
+
+
+def out_of_scope_meta(model: Any, ref: Scored, where: str) -> dict[str, Any]:
+    """The reference's out-of-scope share (what the ``out_of_scope`` detector compares a window
+    with) and the detector it came from; None for both when the model has no detector."""
+    if model.oos is None or ref.out_of_scope is None:
+        log.warning("%s has no out-of-scope detector: the monitor's out_of_scope detector will "
+                    "say unavailable (re-export with `dvc repro export quantize`)", where)
+        return {"out_of_scope_share": None, "out_of_scope": None}
+    return {"out_of_scope_share": round(float(ref.out_of_scope.mean()), 6),  # test: never empty
+            "out_of_scope": {"method": model.oos.method, "threshold": model.oos.threshold,
+                             "label": model.oos.label, "rows": int(ref.out_of_scope.sum())}}
 
 
 def fit_calibration(confidence: np.ndarray, correct: np.ndarray) -> dict[str, list[float]]:
@@ -148,6 +165,8 @@ def build_reference(onnx_dir: Path, out_dir: Path, test_split: Path | None = Non
         "probs": list(ref.probs),
         "embedding": [None] * len(test) if ref.embeddings is None else list(ref.embeddings),
         "n_tokens": ref.n_tokens, "truncated": ref.truncated})
+    if ref.out_of_scope is not None:
+        table["out_of_scope"], table["oos_score"] = ref.out_of_scope, ref.oos_scores
     meta = {
         "version": VERSION, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": {"file": model_file, "sha256": sha256_file(model_path)},
@@ -161,6 +180,7 @@ def build_reference(onnx_dir: Path, out_dir: Path, test_split: Path | None = Non
                         "accuracy": round(float(cal_correct.mean()), 6), **calibration},
         "embedding_bandwidth": None if ref.embeddings is None else rbf_bandwidth(ref.embeddings),
         "truncated_share": round(float(ref.truncated.mean()), 6),
+        **out_of_scope_meta(model, ref, str(model_path)),
     }
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()

@@ -87,7 +87,7 @@ def markdown(report: dict[str, Any], png_name: str | None) -> str:
                                 rows, "lrrrcc")]
         lines += ["", "Statistics: label = JS divergence of predicted-label mix (chi-square "
                   "p-value); confidence, length = KS D; embedding = MMD²; accuracy = estimated "
-                  "(CBPE) accuracy; truncated, empty = share of the window."]
+                  "(CBPE) accuracy; truncated, empty, out_of_scope = share of the window."]
     if png_name:
         lines += ["", f"![reference vs window]({png_name})"]
     return "\n".join(lines) + "\n"

@@ -3,9 +3,11 @@
     python -m scale.score --input DIR_OR_URL [--model-dir DIR] [--output DIR]
                           [--engine dask|inline] [--address tcp://HOST:8786] [--workers N]
 
-Each shard is scored like ``predict`` (stages.onnx_session) and written atomically with a
-``.done.json`` marker naming input and model, so a re-run skips finished shards and every row ends
-up exactly once. ``<output>/manifest.json`` records the run; knobs: ``score:`` in params.yaml.
+Each shard is scored like ``predict`` (stages.onnx_session; with the model's out-of-scope detector,
+``out_of_scope`` and ``oos_score`` columns too) and written atomically with a ``.done.json`` marker
+naming input, model and detector, so a re-run skips finished shards and every row ends up exactly
+once. ``<output>/manifest.json`` records the run (out-of-scope rows per shard and in total);
+knobs: ``score:`` in params.yaml.
 More: docs/scale.md.
 """
 
@@ -76,6 +78,7 @@ class ShardTask:
     threads: int
     batch_size: int
     chunk_rows: int
+    detector_sha256: str | None = None  # the out-of-scope detector's files; None: no detector
 
 
 # ------------------------------------------------------------------------------ planning
@@ -140,7 +143,8 @@ def finished(task: ShardTask) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None  # a damaged marker: score the shard again
     same = (done.get("input_key") == task.shard.input_key
-            and done.get("model_sha256") == task.model_sha256)
+            and done.get("model_sha256") == task.model_sha256
+            and done.get("detector_sha256") == task.detector_sha256)
     return done if same else None
 
 
@@ -154,18 +158,21 @@ def remove_stale_temps(shards_dir: Path) -> int:
 
 # ------------------------------------------------------------------------------ on a worker
 
-_MODELS: dict[tuple[str, int], Any] = {}  # one session per worker process, reused across shards
+# one session per worker process, reused across shards; keyed by the files' hashes too, so a
+# process that outlives a run (the inline engine in a flow) never scores with a replaced model
+_MODELS: dict[tuple[str, int, str, str | None], Any] = {}
 
 
-def _model(path: str, threads: int) -> Any:
+def _model(task: ShardTask) -> Any:
     from stages.onnx_session import load_onnx_model
 
-    key = (path, threads)
+    key = (task.model_path, task.threads, task.model_sha256, task.detector_sha256)
     if key not in _MODELS:
         # a worker is sized in cores (threads_per_worker): the tokenizer's own all-core thread
         # pool would oversubscribe them when several workers share a machine
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        _MODELS[key] = load_onnx_model(path, threads=threads, device="cpu")
+        _MODELS.clear()  # the previous model's session: not needed any more
+        _MODELS[key] = load_onnx_model(task.model_path, threads=task.threads, device="cpu")
     return _MODELS[key]
 
 
@@ -188,7 +195,7 @@ def score_shard(task: ShardTask) -> dict[str, Any]:
     from stages.scoring import score_table
 
     start = time.perf_counter()
-    model = _model(task.model_path, task.threads)
+    model = _model(task)
     out, counts = score_table(model, read_shard(task.shard.url), task.batch_size, task.chunk_rows)
     if delay := _test_delay(task.shard.name):
         time.sleep(delay)
@@ -196,8 +203,10 @@ def score_shard(task: ShardTask) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     record = {
         "shard": task.shard.name, "input": task.shard.url, "input_key": task.shard.input_key,
-        "output": task.output, "model_sha256": task.model_sha256, "rows": len(out),
-        "truncated": counts["truncated"], "empty_texts": counts["empty_texts"], "seconds": round(seconds, 3),
+        "output": task.output, "model_sha256": task.model_sha256,
+        "detector_sha256": task.detector_sha256, "rows": len(out),
+        "truncated": counts["truncated"], "empty_texts": counts["empty_texts"],
+        "out_of_scope": counts.get("out_of_scope"), "seconds": round(seconds, 3),
         "rows_per_s": round(len(out) / max(seconds, 1e-9), 1), "worker": _worker_name(),
         "pid": os.getpid(), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                                  / 1024, 1),
@@ -240,6 +249,7 @@ class ScorePlan:
     model_path: Path
     model_sha256: str
     labels: list[str]
+    detector: dict[str, Any] | None         # the out-of-scope detector (method, threshold, label)
     tasks: dict[str, ShardTask]             # every shard of the input, in input order
     skipped: dict[str, dict[str, Any]]      # shards whose marker names this input and model
 
@@ -289,6 +299,7 @@ def plan_run(source: str, output: Path, model_dir: Path | None, params: ScorePar
     model_path = resolve_model(model_dir, params.precision)
     labels = load_labels(model_path.parent / artifacts.LABELS_FILE)
     model_sha = sha256_file(model_path)
+    detector, detector_sha = describe_detector(model_path)
     shards = plan_shards(source)
     shards_dir = output / artifacts.SCORE_SHARDS
     if removed := remove_stale_temps(shards_dir):
@@ -296,15 +307,35 @@ def plan_run(source: str, output: Path, model_dir: Path | None, params: ScorePar
     tasks = {s.name: ShardTask(s, str((shards_dir / f"{s.name}.parquet").resolve()),
                                str((shards_dir / f"{s.name}.done.json").resolve()),
                                str(model_path.resolve()), model_sha, params.threads_per_worker,
-                               params.batch_size, params.chunk_rows) for s in shards}
+                               params.batch_size, params.chunk_rows, detector_sha)
+             for s in shards}
     skipped: dict[str, dict[str, Any]] = {}
     for name, task in tasks.items():
         if done := finished(task):
             skipped[name] = {**done, "status": "skipped"}
-    plan = ScorePlan(source, output, model_path, model_sha, labels, tasks, skipped)
+    plan = ScorePlan(source, output, model_path, model_sha, labels, detector, tasks, skipped)
     log.info("%d shard(s): %d already scored with this model, %d to score with %s", len(tasks),
              len(skipped), len(plan.todo), model_path)
     return plan
+
+
+def describe_detector(model_path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The out-of-scope detector beside ``model_path`` (read here, so a damaged one fails the run
+    before any shard) and one hash of its files; (None, None), with a warning, without one."""
+    import hashlib
+
+    from stages.io import sha256_file
+    from stages.oos_detector import load
+    from stages.scoring import NO_DETECTOR_WARNING
+
+    detector = load(model_path.parent)
+    if detector is None:
+        log.warning(NO_DETECTOR_WARNING, model_path)
+        return None, None
+    files = [model_path.parent / artifacts.OOS_JSON, model_path.parent / artifacts.OOS_ARRAYS]
+    combined = hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
+    return {"method": detector.method, "threshold": detector.threshold,
+            "label": detector.label}, combined
 
 
 def run_shards(plan: ScorePlan, params: ScoreParams, engine: Any = None) -> ScoreRun:
@@ -353,6 +384,7 @@ def write_manifest(plan: ScorePlan, run: ScoreRun, params: ScoreParams) -> dict[
         "status": "failed" if run.failed else "complete",
         "model": {"path": str(plan.model_path), "sha256": plan.model_sha256,
                   "precision": params.precision, "labels": plan.labels,
+                  "out_of_scope": plan.detector,
                   "champion": artifacts.read_champion_pointer()},
         "engine": run.engine,
         "params": asdict(params),
@@ -361,6 +393,9 @@ def write_manifest(plan: ScorePlan, run: ScoreRun, params: ScoreParams) -> dict[
             "shards": len(plan.tasks), "scored": len(scored),
             "skipped": len(plan.tasks) - len(scored) - len(run.failed), "failed": len(run.failed),
             "rows": sum(r.get("rows", 0) for r in records.values()),
+            # rows answered out of scope over every finished shard; None: the model has no detector
+            "out_of_scope": (sum(r.get("out_of_scope") or 0 for r in records.values())
+                             if plan.detector is not None else None),
             "rows_scored_this_run": rows_scored,
             "engine_start_s": round(run.engine_start_s, 3),
             "scoring_s": round(run.scoring_s, 3),
@@ -404,9 +439,10 @@ def params_with(args: argparse.Namespace) -> ScoreParams:
 def summary_line(manifest: dict[str, Any]) -> str:
     t = manifest["totals"]
     speed = f" at {t['rows_per_s']:.0f} rows/s" if t["rows_per_s"] else ""
+    oos = f"; {t['out_of_scope']} rows out of scope" if t.get("out_of_scope") is not None else ""
     return (f"{t['shards']} shard(s), {t['rows']} rows: scored {t['scored']}, skipped "
             f"{t['skipped']} (already done){speed} on {manifest['engine'].get('engine')} "
-            f"-> {manifest['output']}")
+            f"-> {manifest['output']}{oos}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -37,6 +37,7 @@ from stages.common import StageError, get_logger
 log = get_logger(__name__)
 
 ENDPOINTS = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/admin/reload"}
+NULL_LABEL = "null"  # serve_predictions' label for an out-of-scope answer whose label is null
 
 
 class Service:
@@ -122,15 +123,18 @@ class Service:
                 await self.reload("pointer")
 
     def record(self, ts: datetime, request_id: str, ids: list[str | None], texts: list[str],
-               labels: list[str], model: ServedModel, result: BatchResult,
+               labels: list[str | None], model: ServedModel, result: BatchResult,
                latency_ms: float) -> None:
         """Log a request's predictions and count them in the metrics."""
         self.log.append(ts, request_id, ids, texts, labels, result.probs, model.version,
-                        latency_ms, result.truncated, result.n_tokens, result.embedding)
+                        latency_ms, result.truncated, result.n_tokens, result.embedding,
+                        result.out_of_scope, result.oos_score)
         self.flush_log_if_due()
         for label in labels:
-            self.metrics.predictions.labels(label=label).inc()
+            self.metrics.predictions.labels(label=NULL_LABEL if label is None else label).inc()
         self.metrics.truncated.inc(sum(result.truncated))
+        if result.out_of_scope is not None:
+            self.metrics.out_of_scope.inc(int(result.out_of_scope.sum()))
 
     def flush_log_if_due(self) -> None:
         """Write the buffered log rows on the log thread (a Parquet write is 5-30 ms: on the
@@ -241,7 +245,7 @@ def create_app(params: ServeParams, pointer: Path = artifacts.CHAMPION_POINTER) 
         except Exception as exc:  # logged by the batcher with its traceback
             return error_response(500, "inference_failed", f"the model failed: {exc}")
         latency_ms = (time.perf_counter() - start) * 1000
-        labels = [model.labels[i] for i in result.probs.argmax(axis=1)]
+        labels = model.answer_labels(result)
         service.record(ts, request_id, ids, texts, labels, model, result, latency_ms)
         return predict_answer(request_id, model, ids, labels, result, params.top_k)
 

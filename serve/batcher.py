@@ -41,6 +41,8 @@ class Job:
     future: asyncio.Future
     probs: np.ndarray
     embedding: np.ndarray | None = None
+    out_of_scope: np.ndarray | None = None  # allocated when the model has a detector
+    oos_score: np.ndarray | None = None
     remaining: int = 0
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -85,11 +87,15 @@ class MicroBatcher:
         job = Job(model, encodings, asyncio.get_running_loop().create_future(),
                   np.empty((len(texts), len(model.labels)), dtype=np.float32),
                   remaining=len(texts))
+        if model.onnx.oos is not None:
+            job.out_of_scope = np.zeros(len(texts), dtype=bool)
+            job.oos_score = np.zeros(len(texts), dtype=np.float64)
         self._pending.extend(Text(job, i, len(e.ids)) for i, e in enumerate(encodings))
         self.metrics.queue_depth.set(len(self._pending))
         self._wakeup.set()
         await job.future
-        return model, BatchResult.of(encodings, job.probs, job.embedding)
+        return model, BatchResult.of(encodings, job.probs, job.embedding, job.out_of_scope,
+                                     job.oos_score)
 
     async def stop(self) -> None:
         """Answer everything queued, then stop (SIGTERM: uvicorn has stopped taking requests)."""
@@ -132,6 +138,9 @@ class MicroBatcher:
                     job.embedding = np.empty((len(job.encodings), result.embedding.shape[1]),
                                              dtype=np.float32)
                 job.embedding[text.index] = result.embedding[row]
+            if job.out_of_scope is not None and job.oos_score is not None:
+                job.out_of_scope[text.index] = result.out_of_scope[row]
+                job.oos_score[text.index] = result.oos_score[row]
             job.remaining -= 1
             if job.remaining == 0 and job.live:
                 job.future.set_result(None)

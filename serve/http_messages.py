@@ -101,10 +101,13 @@ def parse_predict_body(body: bytes, params: ServeParams) -> tuple[list[str], lis
     return texts, ids
 
 
-def predict_answer(request_id: str, model: ServedModel, ids: list[str | None], labels: list[str],
-                   result: BatchResult, top_k: int) -> JSONResponse:
-    """The 200 answer: per text its label, confidence and ``top_k`` class probabilities."""
+def predict_answer(request_id: str, model: ServedModel, ids: list[str | None],
+                   labels: list[str | None], result: BatchResult, top_k: int) -> JSONResponse:
+    """The 200 answer: per text its label (the detector's, possibly null, when out of scope),
+    confidence, ``top_k`` class probabilities, and ``out_of_scope``/``oos_score`` (null for a
+    champion without a detector)."""
     k = min(top_k, len(model.labels))
+    flags, scores = result.out_of_scope, result.oos_score
     predictions = []
     for row, label in enumerate(labels):
         p = result.probs[row]
@@ -113,6 +116,8 @@ def predict_answer(request_id: str, model: ServedModel, ids: list[str | None], l
                             "confidence": round(float(p.max()), 6),
                             "probs": [{"label": model.labels[j], "prob": round(float(p[j]), 6)}
                                       for j in top],
+                            "out_of_scope": None if flags is None else bool(flags[row]),
+                            "oos_score": None if scores is None else round(float(scores[row]), 6),
                             "truncated": result.truncated[row],
                             "n_tokens": result.n_tokens[row]})
     return JSONResponse({"request_id": request_id, "model_version": model.version,

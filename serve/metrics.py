@@ -23,10 +23,13 @@ class ServeMetrics:
                                    "softmax)", buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("serve_queue_depth", "texts waiting for an ONNX call",
                                  registry=r)
-        self.predictions = Counter("serve_predictions", "predicted texts by label", ["label"],
+        self.predictions = Counter("serve_predictions", "predicted texts by answered label "
+                                   "(null: an out-of-scope answer without a label)", ["label"],
                                    registry=r)
         self.truncated = Counter("serve_truncated_texts", "texts cut to the model's max_length",
                                  registry=r)
+        self.out_of_scope = Counter("serve_out_of_scope_texts", "texts answered out of scope by "
+                                    "the champion's detector", registry=r)
         self.model = Info("serve_model", "the model being served", registry=r)
         self.ready = Gauge("serve_ready", "1 while a model is loaded and warm", registry=r)
         self.reloads = Counter("serve_reloads", "reload attempts by result (loaded, unchanged, "

@@ -1,9 +1,11 @@
 """The served model: the champion's ONNX export, loaded, warmed and checked before it serves.
 
-A champion is accepted only if its session loads, its labels match the model's outputs, and it
+A champion is accepted only if its session loads, its labels match the model's outputs, its
+out-of-scope detector (``onnx/oos.json``, when it has one) fits its graph and runs, and it
 reproduces the test predictions promote recorded with it (``onnx/reference_predictions.parquet``)
 within ``serve.parity_atol``. Anything else is a :class:`StageError`: the service keeps serving
-what it had.
+what it had. A champion exported before out-of-scope detection is served, with a warning, and
+answers ``out_of_scope``/``oos_score`` null.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from stages import artifacts
 from stages.common import StageError, get_logger
 from stages.io import sha256_file
 from stages.metrics import softmax
-from stages.onnx_session import OnnxModel, encode, load_onnx_model, pad, provider
+from stages.onnx_session import (
+    OnnxModel,
+    answer_labels,
+    detect_out_of_scope,
+    encode,
+    load_onnx_model,
+    pad,
+    provider,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,12 +55,15 @@ class BatchResult:
     n_tokens: list[int]
     truncated: list[bool]
     embedding: np.ndarray | None
+    out_of_scope: np.ndarray | None = None  # bool per text; None: the model has no detector
+    oos_score: np.ndarray | None = None     # the detector's score per text
 
     @classmethod
-    def of(cls, encodings: Sequence[Encoding], probs: np.ndarray,
-           embedding: np.ndarray | None) -> BatchResult:
+    def of(cls, encodings: Sequence[Encoding], probs: np.ndarray, embedding: np.ndarray | None,
+           out_of_scope: np.ndarray | None = None, oos_score: np.ndarray | None = None
+           ) -> BatchResult:
         return cls(probs, [len(e.ids) for e in encodings],
-                   [bool(e.overflowing) for e in encodings], embedding)
+                   [bool(e.overflowing) for e in encodings], embedding, out_of_scope, oos_score)
 
 
 @dataclass
@@ -80,10 +93,24 @@ class ServedModel:
         return self.run(self.encode(texts))
 
     def run(self, encodings: Sequence[Encoding]) -> BatchResult:
-        """One ONNX call for tokenised texts, padded to the longest of them."""
+        """One ONNX call for tokenised texts, padded to the longest of them, and the out-of-scope
+        decision of each (row by row: it does not depend on the call's other texts)."""
         outputs = self.onnx.session.run(self.output_names, pad(self.onnx, encodings))
-        return BatchResult.of(encodings, softmax(outputs[0]).astype("float32"),
-                              outputs[1].astype("float32") if self.has_embedding else None)
+        embedding = outputs[1].astype("float32") if self.has_embedding else None
+        flags, scores = detect_out_of_scope(self.onnx, outputs[0], embedding)
+        return BatchResult.of(encodings, softmax(outputs[0]).astype("float32"), embedding,
+                              flags, scores)
+
+    def answer_labels(self, result: BatchResult) -> list[str | None]:
+        """Each text's answered label: its class, or the detector's label when out of scope."""
+        return answer_labels(self.onnx, result.probs, result.out_of_scope)
+
+    def describe_detector(self) -> dict[str, Any] | None:
+        detector = self.onnx.oos
+        if detector is None:
+            return None
+        return {"method": detector.method, "threshold": detector.threshold,
+                "label": detector.label, "keep_in_scope": detector.keep_in_scope}
 
     def describe(self) -> dict[str, Any]:
         """What GET /v1/model answers."""
@@ -91,6 +118,7 @@ class ServedModel:
                 "file": self.path.as_posix(), "provider": provider(self.onnx.session),
                 "labels": self.labels, "max_length": self.onnx.max_length,
                 "embedding": self.has_embedding, "batch_invariant": self.onnx.batch_invariant,
+                "out_of_scope": self.describe_detector(),
                 "promoted_at": self.record.get("promoted_at"),
                 "commit": self.record.get("commit"), "forced": self.record.get("forced"),
                 "loaded_at": self.loaded_at, "metrics": self.metrics}
@@ -136,6 +164,10 @@ def load_champion(params: ServeParams, pointer: Path = artifacts.CHAMPION_POINTE
         raise StageError(f"the champion's model failed its warm-up run: {exc}", where=str(path),
                          fix="re-export and re-promote it") from None
     check_parity(model, params)
+    if onnx.oos is None:
+        log.warning("champion %s was exported before out-of-scope detection (no %s beside %s): "
+                    "its answers carry out_of_scope and oos_score null; re-export with `dvc repro "
+                    "export quantize` and promote again", version, artifacts.OOS_JSON, path.name)
     log.info("loaded champion %s (%s, %s) in %.1fs", version, path, provider(onnx.session),
              time.perf_counter() - start)
     return model

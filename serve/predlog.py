@@ -39,15 +39,20 @@ class PredictionLog:
         self._lock = threading.Lock()  # append (event loop) vs flush (a worker thread)
 
     def append(self, ts: datetime, request_id: str, ids: Sequence[str | None],
-               texts: Sequence[str], labels: Sequence[str], probs: Any, model_version: str,
-               latency_ms: float, truncated: Sequence[bool], n_tokens: Sequence[int],
-               embedding: Any | None) -> None:
+               texts: Sequence[str], labels: Sequence[str | None], probs: Any,
+               model_version: str, latency_ms: float, truncated: Sequence[bool],
+               n_tokens: Sequence[int], embedding: Any | None, out_of_scope: Any | None = None,
+               oos_score: Any | None = None) -> None:
+        """Buffer one request's rows; ``out_of_scope``/``oos_score`` None: the model has no
+        detector (logged as nulls)."""
         rows = [{"ts": ts, "request_id": request_id, "id": ids[i],
                  "text": texts[i] if self.log_text else None, "text_sha256": text_sha256(texts[i]),
                  "label": labels[i], "confidence": float(probs[i].max()),
                  "probs": probs[i].tolist(), "model_version": model_version,
                  "latency_ms": latency_ms, "truncated": truncated[i], "n_tokens": n_tokens[i],
-                 "embedding": None if embedding is None else embedding[i].tolist()}
+                 "embedding": None if embedding is None else embedding[i].tolist(),
+                 "out_of_scope": None if out_of_scope is None else bool(out_of_scope[i]),
+                 "oos_score": None if oos_score is None else float(oos_score[i])}
                 for i in range(len(texts))]
         with self._lock:
             if not self._rows:

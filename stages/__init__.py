@@ -8,6 +8,7 @@ Stage entry modules, each a DVC stage run as ``python -m stages.<name>`` (dvc.ya
     split               stable train/val/test split: new data never moves old rows
     label_audit         the train and val labels that are probably wrong (confident learning)
     train               fine-tune the encoder; checkpoint, curves, resumable state
+    oos                 the out-of-scope detector: scores fitted on train, threshold chosen on val
     evaluate            candidate, champion and baselines scored on the same test rows
     gate                may the candidate replace the champion? one row per check
     export              ONNX export, gated on parity with PyTorch
@@ -31,6 +32,9 @@ Shared helpers (imported by the stages and the layers above):
     onnx_session        ONNX Runtime sessions and inference (export, quantize, predict, serve)
     scoring             scoring a table of texts with the ONNX model (predict, scale-out)
     prediction_log      the prediction log's schema and layout (the service writes, the monitor reads)
+    oos_detector        out-of-scope scores (msp, energy, mahalanobis, knn) in numpy, saved beside a model
+    oos_params          the oos params section (train and validate read which rows are out of scope)
+    oos_metrics         evaluate's out-of-scope figures (eval.json oos): abstention, recall, AUROC
     metrics             classification metrics, computed one way everywhere
     stats               the gate's statistics: bootstrap CIs, McNemar
     drift_stats         Jensen-Shannon, Kolmogorov-Smirnov, pairwise distances (validate, monitor)

@@ -39,6 +39,11 @@ TOKENIZER_DIR = "tokenizer"
 LABELS_FILE = "labels.json"
 MANIFEST_FILE = "manifest.json"
 TRAINING_DATA_FILE = "training_data.json"  # inside a checkpoint, and so inside the champion
+# the out-of-scope detector (stages/oos.py): oos.json (method, threshold, label) + oos.npz (arrays);
+# fitted into OOS_DIR, copied by export into ONNX_DIR, and so into the champion's onnx/
+OOS_DIR = Path("models/oos")
+OOS_JSON = "oos.json"
+OOS_ARRAYS = "oos.npz"
 
 CHAMPION_DIR = Path("models/champion")
 CHAMPION_DVC = Path("models/champion.dvc")
@@ -243,6 +248,8 @@ ONNX_INT8_PATH = ONNX_DIR / ONNX_INT8
 ONNX_FP16_PATH = ONNX_DIR / ONNX_FP16
 ONNX_TOKENIZER_PATH = ONNX_DIR / TOKENIZER_DIR
 ONNX_LABELS_PATH = ONNX_DIR / LABELS_FILE
+ONNX_OOS_JSON_PATH = ONNX_DIR / OOS_JSON
+ONNX_OOS_ARRAYS_PATH = ONNX_DIR / OOS_ARRAYS
 TRAIN_STATE_FILE = TRAIN_STATE_DIR / "state.pt"
 TRAIN_DONE_FILE = TRAIN_STATE_DIR / "done.json"
 VALIDATION_RESULTS = "results.json"  # inside RAW_VALIDATION_DIR / SPLIT_VALIDATION_DIR

@@ -303,6 +303,7 @@ def main() -> None:
                  onnx_path.stat().st_size / 1e6, dims)
         export_tokenizer(artifacts.CHECKPOINT_DIR, staging / artifacts.TOKENIZER_DIR, tokenizer, max_length)
         write_json(staging / artifacts.LABELS_FILE, labels)
+        copy_detector(artifacts.OOS_DIR, staging, labels)
         check_tokenizer(tokenizer, staging / artifacts.TOKENIZER_DIR, texts[:256], max_length)
 
         report = check_parity(onnx_path, model, texts + long_texts(texts, params.parity_long_rows),
@@ -312,12 +313,30 @@ def main() -> None:
                        "params": asdict(params)})
         write_json(artifacts.PARITY_METRICS, report)
         require_parity(report, str(onnx_path))
-        for name in (artifacts.ONNX_FP32, artifacts.TOKENIZER_DIR, artifacts.LABELS_FILE):
+        for name in (artifacts.ONNX_FP32, artifacts.TOKENIZER_DIR, artifacts.LABELS_FILE,
+                     artifacts.OOS_JSON, artifacts.OOS_ARRAYS):
             with atomic_path(artifacts.ONNX_DIR / name) as tmp:
                 os.replace(staging / name, tmp)
         log.info("parity passed (max |diff| %.2e); wrote %s", report["max_abs_diff"], artifacts.ONNX_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def copy_detector(oos_dir: Path, staging: Path, labels: list[str]) -> None:
+    """The out-of-scope detector ships beside the model it was fitted on (same classes)."""
+    from stages import oos_detector
+
+    detector = oos_detector.load(oos_dir)
+    if detector is None:
+        raise StageError(f"no out-of-scope detector in {oos_dir}", where=str(oos_dir),
+                         fix="run `dvc repro oos`")
+    if len(detector.arrays["white_means"]) > len(labels):
+        raise StageError(f"the out-of-scope detector was fitted for {len(detector.arrays['white_means'])}"
+                         f" classes, the checkpoint has {len(labels)}", where=str(oos_dir),
+                         fix="run `dvc repro oos`")
+    for name in (artifacts.OOS_JSON, artifacts.OOS_ARRAYS):
+        shutil.copyfile(oos_dir / name, staging / name)
+    log.info("out-of-scope detector: %s, threshold %.4g", detector.method, detector.threshold)
 
 
 def check_tokenizer(tokenizer: Any, tokenizer_dir: Path, texts: list[str], max_length: int) -> None:

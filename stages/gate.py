@@ -3,7 +3,8 @@
 Reads metrics/eval.json, the paired test predictions and ``gate:`` in params.yaml; always writes
 metrics/gate.json and reports/gate.md, then exits 1 when a blocking check failed, so `dvc repro`
 stops before export and `promote` refuses. Champion checks use only rows neither model trained on.
-This module decides; stages.gate_report renders gate.md.
+Classification checks use the test rows of the model's classes; the out-of-scope checks read
+eval.json's ``oos`` (stages.oos_metrics). This module decides; stages.gate_report renders gate.md.
 More: docs/gates.md.
 """
 
@@ -39,9 +40,15 @@ log = get_logger(__name__)
 
 
 KINDS = ("min_macro_f1", "min_accuracy", "min_class_recall", "beats_tfidf", "paired_rows",
-         "max_regression_macro_f1", "max_regression_slice", "significance")
+         "max_regression_macro_f1", "max_regression_slice", "significance",
+         "min_oos_recall", "min_oos_auroc", "max_in_scope_flagged", "max_regression_oos_recall")
 CHAMPION_KINDS = ("paired_rows", "max_regression_macro_f1", "max_regression_slice", "significance")
 FLOORS = ("min_macro_f1", "min_accuracy", "min_class_recall")
+# out-of-scope limits: param -> (figure in eval.json's oos.candidate, a floor (True) or a ceiling,
+# whether measuring it needs out-of-scope test rows)
+OOS_LIMITS = {"min_oos_recall": ("oos_recall", True, True),
+              "min_oos_auroc": ("auroc", True, True),
+              "max_in_scope_flagged": ("in_scope_flagged", False, False)}
 EPS = 1e-9  # eval.json rounds to 6 decimals; a value equal to its threshold passes
 STALE_TOLERANCE = 5e-6  # recomputed vs eval.json macro-F1 (eval.json rounds to 6 decimals)
 
@@ -72,6 +79,12 @@ class GateParams:
     min_paired_rows: NonNegativeInt = 50
     too_few_paired_rows: Literal["block", "absolute_only"] = "block"
     significance: Significance = field(default_factory=Significance)
+    # out of scope (eval.json's oos; off when null). A limit that is set but cannot be measured
+    # (no detector, no out-of-scope test rows) fails: it never passes a model unchecked
+    min_oos_recall: Share | None = None            # share of out-of-scope test rows flagged
+    min_oos_auroc: Share | None = None             # how well the score separates the two kinds
+    max_in_scope_flagged: Share | None = None      # share of in-scope test rows answered "out of scope"
+    max_regression_oos_recall: Share | None = None  # vs champion, on paired out-of-scope rows
     warn_only: list[str] = field(default_factory=list)  # check kinds that warn, not block
 
 
@@ -314,11 +327,139 @@ def champion_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams,
     return checks, skipped
 
 
+def _share(flags: Any) -> float | None:
+    return round(float(flags.mean()), 6) if len(flags) else None
+
+
+def oos_comparison(ev: dict[str, Any], pred: pd.DataFrame) -> dict[str, Any] | None:
+    """Both models' detectors on the paired rows (neither model trained on them), as the other
+    champion checks: out-of-scope recall, in-scope rows flagged and AUROC of each.
+
+    None unless both models have a detector and the predictions carry their flags and scores."""
+    import numpy as np
+
+    oos = ev.get("oos") or {}
+    cand, champ = oos.get("candidate"), oos.get("champion")
+    columns = {f"{who}_{c}" for who in ("candidate", "champion") for c in ("oos_score", "out_of_scope")}
+    if not cand or not champ or not columns <= set(pred.columns):
+        return None
+    rows = pred[pred["paired"].astype(bool)]
+    label = cand.get("label")
+    is_oos = (rows["label"].astype(str) == label).to_numpy() if label is not None \
+        else np.zeros(len(rows), dtype=bool)
+    out: dict[str, Any] = {"rows": len(rows), "oos_rows": int(is_oos.sum())}
+    for who in ("candidate", "champion"):
+        flags = rows[f"{who}_out_of_scope"].to_numpy(dtype=bool)
+        scores = rows[f"{who}_oos_score"].to_numpy(dtype=np.float64)
+        area = None
+        if is_oos.any() and (~is_oos).any():
+            from stages.oos_detector import auroc  # scipy: imported only when there is a pair
+
+            area = round(auroc(scores[~is_oos], scores[is_oos]), 6)
+        out[who] = {"oos_recall": _share(flags[is_oos]), "in_scope_flagged": _share(flags[~is_oos]),
+                    "auroc": area}
+    return out
+
+
+def unmeasured(cand: dict[str, Any] | None, figure: str, needs_oos_rows: bool) -> str | None:
+    """Why an out-of-scope limit cannot be measured and how to make it measurable; None if it can."""
+    if cand is None:
+        return ("the candidate has no out-of-scope detector (evaluate found none beside it): run "
+                "`dvc repro oos evaluate` to fit one, or set this limit to null")
+    if needs_oos_rows and not cand.get("oos_rows"):
+        if cand.get("label") is None:
+            return ("the detector's label is null, so no test row is an out-of-scope example: set "
+                    "oos.label (e.g. out_of_scope), label out-of-scope texts with it in the data "
+                    "and re-run `dvc repro`")
+        return (f"no out-of-scope rows in the test split to measure it on: add texts labelled "
+                f"`{cand['label']}` to the labelled data (split puts a share of them in the test "
+                "split) and re-run `dvc repro`")
+    if cand.get(figure) is None:
+        return f"eval.json's oos.candidate has no {figure}: re-run `dvc repro evaluate`"
+    return None
+
+
+def oos_limit_checks(ev: dict[str, Any], params: GateParams,
+                     paired: dict[str, Any] | None) -> list[Check]:
+    """min_oos_recall, min_oos_auroc, max_in_scope_flagged on the candidate's eval.json figures;
+    the difference to the champion from the paired rows (``paired``: oos_comparison)."""
+    cand = (ev.get("oos") or {}).get("candidate")
+    checks = []
+    for name, (figure, floor, needs_oos_rows) in OOS_LIMITS.items():
+        limit = getattr(params, name)
+        if limit is None:
+            continue
+        why = unmeasured(cand, figure, needs_oos_rows)
+        if why:
+            checks.append(Check(name, None, limit, passed=False, detail=f"not measured: {why}"))
+            continue
+        value = cand[figure]
+        passed = value >= limit - EPS if floor else value <= limit + EPS
+        delta = None
+        if paired and None not in (paired["candidate"][figure], paired["champion"][figure]):
+            delta = paired["candidate"][figure] - paired["champion"][figure]
+        rows = {"oos_recall": f"{cand['oos_rows']} out-of-scope",
+                "in_scope_flagged": f"{cand['in_scope_rows']} in-scope"}.get(
+            figure, f"{cand['in_scope_rows']} in-scope vs {cand['oos_rows']} out-of-scope")
+        detail = f"{cand['method']} score, threshold {cand['threshold']:.4g}, on {rows} test rows"
+        if delta is not None:
+            detail += f"; champion {paired['champion'][figure]:.4f} on {paired['rows']} paired rows"
+        checks.append(Check(name, value, limit, delta, None, passed, detail=detail))
+    return checks
+
+
+def _no_oos_comparison(ev: dict[str, Any], paired: dict[str, Any] | None) -> str | None:
+    """Why the two detectors cannot be compared (None: they can)."""
+    oos = ev.get("oos") or {}
+    if not oos.get("candidate"):
+        return "the candidate has no out-of-scope detector"
+    if not oos.get("champion"):
+        return "the champion has no out-of-scope detector (promoted before detectors)"
+    if paired is None:
+        return "re-run `dvc repro evaluate`: the predictions lack the detectors' flags"
+    if not paired["oos_rows"]:
+        return "no out-of-scope test rows neither model trained on"
+    return None
+
+
+def oos_regression_check(ev: dict[str, Any], params: GateParams, paired: dict[str, Any] | None,
+                         no_comparison: str | None) -> tuple[list[Check], list[str]]:
+    """max_regression_oos_recall: candidate − champion out-of-scope recall on the paired
+    out-of-scope rows; skipped (and said why) when there is nothing to compare."""
+    name, limit = "max_regression_oos_recall", params.max_regression_oos_recall
+    if limit is None:
+        return [], []
+    why = no_comparison or _no_oos_comparison(ev, paired)
+    if why:
+        return [], [f"{name} ({why})"]
+    cand, champ = paired["candidate"]["oos_recall"], paired["champion"]["oos_recall"]
+    delta = cand - champ
+    return [Check(name, delta, -limit, delta, None, delta >= -limit - EPS,
+                  detail=f"out-of-scope recall {cand:.4f} vs champion {champ:.4f} on "
+                         f"{paired['oos_rows']} paired out-of-scope rows")], []
+
+
+def oos_headline(ev: dict[str, Any], paired: dict[str, Any] | None) -> dict[str, Any] | None:
+    """gate.json's headline.oos: the candidate's detector figures, the champion's, and both on
+    the paired rows; None without a candidate detector."""
+    oos = ev.get("oos") or {}
+    if not oos.get("candidate"):
+        return None
+    keys = ("method", "threshold", "label", "in_scope_rows", "oos_rows", "in_scope_flagged",
+            "accuracy_with_abstention", "oos_recall", "oos_precision", "auroc", "fpr_at_95_tpr")
+    pick = lambda side: {k: side.get(k) for k in keys} if side else None  # noqa: E731
+    return {"candidate": pick(oos["candidate"]), "champion": pick(oos.get("champion")),
+            "paired": paired}
+
+
 def run_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams) -> dict[str, Any]:
     """All checks and the verdict, as the dict written to metrics/gate.json."""
     validate_params(params)
     labels = list(ev["labels"])
     has_champion = bool(ev.get("champion"))
+    # out-of-scope test rows (labelled with the detector's label) are measured under eval.json's
+    # oos; the classification checks use the rows of the model's classes, as evaluate did
+    everything, pred = pred, pred[pred["label"].isin(labels)]
     recomputed = macro_f1(pred["label"], pred["candidate_pred"], labels)
     if abs(recomputed - ev["candidate"]["macro_f1"]) > STALE_TOLERANCE:
         raise StageError(f"candidate macro-F1 in {artifacts.EVAL_METRICS} "
@@ -337,7 +478,9 @@ def run_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams) -> di
                            f"too_few_paired_rows: {params.too_few_paired_rows})")
     else:
         skipped.append(f"{', '.join(CHAMPION_KINDS)} (no champion yet: first-run policy)")
+    oos_paired = oos_comparison(ev, everything) if comparison is not None else None
     checks, floor_skipped = floor_checks(ev, params, comparison)
+    checks += oos_limit_checks(ev, params, oos_paired)
     skipped += floor_skipped
     if rows_check is not None:
         checks.append(rows_check)
@@ -345,9 +488,15 @@ def run_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams) -> di
         more, more_skipped = champion_checks(ev, paired, params, comparison)
         checks += more
         skipped += more_skipped
+    more, more_skipped = oos_regression_check(
+        ev, params, oos_paired, None if comparison is not None else
+        "no champion yet" if not has_champion else "too few paired rows")
+    checks += more
+    skipped += more_skipped
     disabled = [name for name in ("min_macro_f1", "min_accuracy", "min_class_recall",
                                   "tfidf_margin", "max_regression_macro_f1",
-                                  "max_regression_slice") if getattr(params, name) is None]
+                                  "max_regression_slice", *OOS_LIMITS, "max_regression_oos_recall")
+                if getattr(params, name) is None]
     for check in checks:
         if check.kind in params.warn_only:
             check.blocking = False
@@ -356,6 +505,20 @@ def run_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams) -> di
     failed = [c.name for c in checks if not c.passed and c.blocking]
     warnings = [c.name for c in checks if not c.passed and not c.blocking]
     tfidf = (ev.get("baselines") or {}).get("tfidf_logreg")
+    headline = {
+        "test_rows": len(pred),
+        "candidate": {k: ev["candidate"][k] for k in ("macro_f1", "accuracy")},
+        "champion": ({k: comparison[k]["champion"] for k in ("macro_f1", "accuracy")}
+                     if comparison else None),
+        "paired": ({k: ev["paired"][k] for k in ("test_rows", "rows", "excluded_champion_trained_on",
+                                                 "excluded_candidate_trained_on",
+                                                 "champion_training_data")}
+                   if has_champion else None),
+        "tfidf_logreg": {k: tfidf[k] for k in ("macro_f1", "accuracy")} if tfidf else None,
+    }
+    oos = oos_headline(ev, oos_paired)
+    if oos is not None:  # only with a detector: gate.json stays as it was without one
+        headline["oos"] = oos
     return {
         "passed": not failed,
         "policy": policy,
@@ -365,17 +528,7 @@ def run_checks(ev: dict[str, Any], pred: pd.DataFrame, params: GateParams) -> di
         "checks": [_rounded(asdict(c)) for c in checks],
         "skipped": skipped,
         "disabled": disabled,
-        "headline": {
-            "test_rows": len(pred),
-            "candidate": {k: ev["candidate"][k] for k in ("macro_f1", "accuracy")},
-            "champion": ({k: comparison[k]["champion"] for k in ("macro_f1", "accuracy")}
-                         if comparison else None),
-            "paired": ({k: ev["paired"][k] for k in ("test_rows", "rows", "excluded_champion_trained_on",
-                                                     "excluded_candidate_trained_on",
-                                                     "champion_training_data")}
-                       if has_champion else None),
-            "tfidf_logreg": {k: tfidf[k] for k in ("macro_f1", "accuracy")} if tfidf else None,
-        },
+        "headline": headline,
         "comparison": _rounded(comparison) if comparison else None,
         "params": _rounded(asdict(params)),
     }

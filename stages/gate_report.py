@@ -1,8 +1,9 @@
 """The gate's report: the decision stages.gate wrote (gate.json's dict) rendered as reports/gate.md.
 
 Verdict first, then the headline numbers (candidate, and champion on the paired rows with CIs and
-McNemar's test), one row per check, and the policy the verdict was reached by. Rendering only:
-every number and verdict here was decided by stages.gate.
+McNemar's test; the out-of-scope detector's figures when the candidate has one), one row per
+check, and the policy the verdict was reached by. Rendering only: every number and verdict here
+was decided by stages.gate.
 """
 
 from __future__ import annotations
@@ -70,6 +71,39 @@ def _headline(result: dict[str, Any]) -> list[str]:
         lines += ["", f"TF-IDF + logistic regression baseline: macro-F1 "
                       f"{num(h['tfidf_logreg']['macro_f1'])}, accuracy "
                       f"{num(h['tfidf_logreg']['accuracy'])}."]
+    return lines + _out_of_scope(h.get("oos"))
+
+
+OOS_ROWS = (("in_scope_flagged", "in-scope rows flagged"),
+            ("accuracy_with_abstention", "accuracy with abstention"),
+            ("oos_recall", "out-of-scope recall"), ("oos_precision", "out-of-scope precision"),
+            ("auroc", "AUROC"), ("fpr_at_95_tpr", "FPR at 95% TPR"))
+
+
+def _out_of_scope(oos: dict[str, Any] | None) -> list[str]:
+    """The detectors' figures on the test split (headline.oos), candidate and champion."""
+    if not oos:
+        return []
+    cand, champ = oos["candidate"], oos.get("champion")
+    # the label comes from params.yaml (oos.label); no backtick may end its code span early
+    label = "null" if cand["label"] is None else f"`{str(cand['label']).replace('`', '')}`"
+    lines = ["", "### Out of scope", "",
+             f"Candidate detector: **{cand['method']}**, threshold {num(cand['threshold'])}; "
+             f"{cand['in_scope_rows']} in-scope and {cand['oos_rows']} out-of-scope test rows "
+             f"(labelled {label})."
+             + ("" if cand["oos_rows"] else " With no out-of-scope rows, recall, precision, AUROC "
+                "and FPR cannot be measured."), ""]
+    headers = ["figure", "candidate"] + ([f"champion ({champ['method']})"] if champ else [])
+    rows = [[title, num(cand.get(key))] + ([num(champ.get(key))] if champ else [])
+            for key, title in OOS_ROWS if cand.get(key) is not None or (champ or {}).get(key) is not None]
+    lines += md_table(headers, rows)
+    paired = oos.get("paired")
+    if paired:
+        lines += ["", f"On the {paired['rows']} paired rows ({paired['oos_rows']} out of scope): "
+                      f"out-of-scope recall {num(paired['candidate']['oos_recall'])} vs champion "
+                      f"{num(paired['champion']['oos_recall'])}, in-scope flagged "
+                      f"{num(paired['candidate']['in_scope_flagged'])} vs "
+                      f"{num(paired['champion']['in_scope_flagged'])}."]
     return lines
 
 
@@ -122,6 +156,11 @@ def _policy(result: dict[str, Any], floors: Sequence[str]) -> list[str]:
         lines.append(f"- Max regression vs champion: macro-F1 {p['max_regression_macro_f1']}, "
                      f"each slice {p['max_regression_slice']} (slices under "
                      f"{p['min_slice_rows']} rows are reported, not gated).")
+    oos = [f"{k} {p[k]}" for k in ("min_oos_recall", "min_oos_auroc", "max_in_scope_flagged",
+                                   "max_regression_oos_recall") if p.get(k) is not None]
+    if oos:
+        lines.append(f"- Out of scope: {', '.join(oos)} (a floor or ceiling that cannot be measured "
+                     "fails; the champion comparison needs both detectors).")
     for items, what in ((p["warn_only"], "Non-blocking (warn only)"),
                         (result["disabled"], "Disabled (null in params.yaml)")):
         if items:

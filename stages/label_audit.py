@@ -68,20 +68,12 @@ class LabelAuditParams:
 def embed_texts(texts: list[str], params: LabelAuditParams) -> np.ndarray:
     """Pooled, L2-normalised embeddings of ``texts`` from the frozen encoder, in their order."""
     import numpy as np
-    import torch
 
-    from stages.model import build_classifier, pad_batch, tokenize
+    from stages.model import build_classifier, predict_outputs
 
     model, tokenizer, _ = build_classifier(params.encoder, ["_"], params.pooling, dropout=0.0)
-    model.eval()
-    ids = tokenize(tokenizer, texts, params.max_length)
-    order = np.argsort([len(x) for x in ids], kind="stable")  # length-sorted: little padding
-    out = np.empty((len(ids), model.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode():
-        for start in progress(range(0, len(ids), params.batch_size), desc="embed", leave=False):
-            idx = order[start:start + params.batch_size]
-            batch = pad_batch(tokenizer, [ids[i] for i in idx])
-            out[idx] = model.embed(batch["input_ids"], batch["attention_mask"]).float().numpy()
+    _, out = predict_outputs(model.eval(), tokenizer, texts, params.max_length, params.batch_size,
+                             show_progress=True)
     return out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
 
 

@@ -169,13 +169,28 @@ def predict_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length:
                    batch_size: int = 64, device: str | torch.device | None = None,
                    show_progress: bool = False) -> np.ndarray:
     """Logits for ``texts`` in their order, batched by length so padding stays small."""
+    return predict_outputs(model, tokenizer, texts, max_length, batch_size, device,
+                           show_progress, embeddings=False)[0]
+
+
+def predict_outputs(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int,
+                    batch_size: int = 64, device: str | torch.device | None = None,
+                    show_progress: bool = False, embeddings: bool = True,
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits and pooled embeddings (what the ONNX graph returns) for ``texts`` in their order.
+
+    The embeddings are None when not asked for, or for a checkpoint older than the shared
+    classifier (a transformers ``*ForSequenceClassification`` model has no ``embed``).
+    """
     import numpy as np
     import torch
 
     device = device or next(model.parameters()).device
+    embeddings = embeddings and hasattr(model, "embed")
     ids = tokenize(tokenizer, texts, max_length)
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = np.empty((len(ids), model.config.num_labels), dtype=np.float32)
+    pooled = np.empty((len(ids), model.config.hidden_size), dtype=np.float32) if embeddings else None
     starts = range(0, len(ids), batch_size)
     with torch.inference_mode():
         for start in progress(starts, desc="predict", disable=not show_progress, leave=False):
@@ -183,7 +198,11 @@ def predict_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_length:
             batch = {k: v.to(device) for k, v in pad_batch(tokenizer, [ids[i] for i in idx]).items()}
             with torch.autocast(device_type=batch["input_ids"].device.type, dtype=torch.bfloat16,
                                 enabled=batch["input_ids"].device.type == "cuda"):
-                logits = model(**batch).logits
+                if embeddings:
+                    vectors = model.embed(**batch)
+                    logits = model.head(vectors)  # eval mode: dropout is the identity
+                    pooled[idx] = vectors.float().cpu().numpy()
+                else:
+                    logits = model(**batch).logits
             out[idx] = logits.float().cpu().numpy()
-    return out
-
+    return out, pooled

@@ -2,8 +2,9 @@
 
 Shared by export, quantize, benchmark and ``predict``. Imports only onnxruntime, tokenizers, numpy
 and pandas (inside functions), never torch, transformers or sklearn. An exported model directory
-holds model.onnx, model.int8.onnx, tokenizer/ and labels.json.
-More: docs/onnx.md.
+holds model.onnx, model.int8.onnx, tokenizer/ and labels.json, and for models exported with
+out-of-scope detection oos.json + oos.npz (the detector, stages/oos_detector.py).
+More: docs/onnx.md, docs/out_of_scope.md.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stages.artifacts import LABELS_FILE, TOKENIZER_DIR
+from stages.artifacts import LABELS_FILE, OOS_JSON, TOKENIZER_DIR
 from stages.common import StageError, get_logger, progress
 
 if TYPE_CHECKING:
     import numpy as np
     import onnxruntime as ort
     from tokenizers import Encoding, Tokenizer
+
+    from stages.oos_detector import Detector
 
 log = get_logger(__name__)
 
@@ -115,6 +118,7 @@ class OnnxModel:
     pad_type_id: int
     max_length: int | None
     batch_invariant: bool = True  # False: a text's scores depend on the other texts in its call
+    oos: Detector | None = None   # the out-of-scope detector; None: exported before detectors
 
     @property
     def input_names(self) -> list[str]:
@@ -196,7 +200,34 @@ def load_onnx_model(model_path: str | Path, threads: int | None = None, device: 
     if not batch_invariant:
         log.info("%s quantizes activations per call: each text runs in a call of its own, so its "
                  "scores do not depend on the texts beside it", Path(model_path).name)
-    return OnnxModel(session, tokenizer, labels, pad_id, pad_type_id, max_length, batch_invariant)
+    oos = load_detector(session, labels_path.parent)
+    return OnnxModel(session, tokenizer, labels, pad_id, pad_type_id, max_length, batch_invariant,
+                     oos)
+
+
+def load_detector(session: ort.InferenceSession, model_dir: Path) -> Detector | None:
+    """The out-of-scope detector saved beside the model (None: none there), checked against the
+    graph: an embedding-based one needs the ``embedding`` output, of the width it was fitted on."""
+    from stages.oos_detector import load
+
+    detector = load(model_dir)
+    if detector is None or not detector.needs_embeddings():
+        return detector
+    where = str(model_dir / OOS_JSON)
+    outputs = {o.name: o for o in session.get_outputs()}
+    if EMBEDDING_OUTPUT not in outputs:
+        raise StageError(f"the out-of-scope detector scores by {detector.method}, which needs the "
+                         "pooled embedding, and this model's graph returns logits only",
+                         where=where, fix="re-export with `dvc repro export quantize` (the graph then "
+                         "returns the embedding), or refit the detector with oos.method msp or "
+                         "energy: `dvc repro oos export`")
+    width = outputs[EMBEDDING_OUTPUT].shape[-1]
+    fitted = detector.arrays["bank"].shape[1]
+    if isinstance(width, int) and width != fitted:
+        raise StageError(f"the out-of-scope detector was fitted on {fitted}-wide embeddings, the "
+                         f"model returns {width}-wide ones", where=where,
+                         fix="the detector belongs to another model: `dvc repro oos export`")
+    return detector
 
 
 def encode(model: OnnxModel, texts: Sequence[str]) -> list[Encoding]:
@@ -276,6 +307,31 @@ def run_logits_and_embeddings(model: OnnxModel, encodings: Sequence[Encoding],
     return logits, emb
 
 
+def detect_out_of_scope(model: OnnxModel, logits: np.ndarray, embeddings: np.ndarray | None
+                        ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(out-of-scope flags, scores) of a batch's rows; (None, None) for a model without detector."""
+    import numpy as np
+
+    if model.oos is None:
+        return None, None
+    if len(logits) == 0:  # nothing ran: no embeddings either, and nothing to decide
+        return np.zeros(0, dtype=bool), np.zeros(0, dtype=np.float64)
+    return model.oos.decide(logits, embeddings, model.labels)
+
+
+def answer_labels(model: OnnxModel, probs: np.ndarray, out_of_scope: np.ndarray | None
+                  ) -> list[str | None]:
+    """The label each text is answered with: its most probable class, or, out of scope, the
+    detector's label (None: the answer's label is null)."""
+    import numpy as np
+
+    labels: list[str | None] = [model.labels[i] for i in probs.argmax(axis=1)]
+    if out_of_scope is not None and model.oos is not None:
+        for row in np.flatnonzero(out_of_scope):
+            labels[int(row)] = model.oos.label
+    return labels
+
+
 @dataclass
 class ScoredTexts:
     """Class probabilities for a list of texts, with what the tokenizer had to do to them."""
@@ -283,13 +339,22 @@ class ScoredTexts:
     probs: np.ndarray  # (n, classes), rows in the input order
     truncated: int     # texts longer than the model's max_length
     empty: int         # blank texts (scored, but worth a look)
+    out_of_scope: np.ndarray | None = None  # bool per text; None: the model has no detector
+    oos_scores: np.ndarray | None = None    # the detector's score per text (higher: further out)
 
 
 def score_texts(model: OnnxModel, texts: Sequence[str], batch_size: int = 32) -> ScoredTexts:
-    """Tokenise, run and softmax ``texts``: the scoring loop predict and batch scoring share."""
+    """Tokenise, run and softmax ``texts``: the scoring loop predict and batch scoring share.
+
+    With a detector, also the out-of-scope flags and scores (the embeddings are run only for a
+    detector that reads them)."""
     from stages.metrics import softmax
 
     encodings = encode(model, texts)
-    probs = softmax(run_logits(model, encodings, batch_size=batch_size))
-    return ScoredTexts(probs, sum(1 for e in encodings if e.overflowing),
-                       sum(1 for t in texts if not t.strip()))
+    if model.oos is not None and model.oos.needs_embeddings():
+        logits, emb = run_logits_and_embeddings(model, encodings, batch_size)
+    else:
+        logits, emb = run_logits(model, encodings, batch_size=batch_size), None
+    flags, scores = detect_out_of_scope(model, logits, emb)
+    return ScoredTexts(softmax(logits), sum(1 for e in encodings if e.overflowing),
+                       sum(1 for t in texts if not t.strip()), flags, scores)

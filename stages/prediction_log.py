@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 # every column, in schema order (readable without importing pyarrow)
 COLUMNS = ("ts", "request_id", "id", "text", "text_sha256", "label", "confidence", "probs",
-           "model_version", "latency_ms", "truncated", "n_tokens", "embedding")
+           "model_version", "latency_ms", "truncated", "n_tokens", "embedding", "out_of_scope",
+           "oos_score")
 PART_FILES = "part-*.parquet"  # a finished file in a partition (temp dirs start with '.')
 EMPTY_TEXT_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -39,7 +40,7 @@ def log_schema() -> pa.Schema:
         pa.field("id", pa.string()),                       # the client's id, when it sent one
         pa.field("text", pa.string()),                     # null with serve.log_text: false
         pa.field("text_sha256", pa.string(), nullable=False),
-        pa.field("label", pa.string(), nullable=False),
+        pa.field("label", pa.string()),                    # null: out of scope, detector label null
         pa.field("confidence", pa.float32(), nullable=False),
         pa.field("probs", pa.list_(pa.float32()), nullable=False),  # in labels.json order
         pa.field("model_version", pa.string(), nullable=False),
@@ -47,6 +48,8 @@ def log_schema() -> pa.Schema:
         pa.field("truncated", pa.bool_(), nullable=False),
         pa.field("n_tokens", pa.int32(), nullable=False),
         pa.field("embedding", pa.list_(pa.float32())),     # when the model has an embedding output
+        pa.field("out_of_scope", pa.bool_()),              # null: the model has no oos detector
+        pa.field("oos_score", pa.float32()),               # the detector's score (null: none)
     ])
     assert tuple(schema.names) == COLUMNS
     return schema

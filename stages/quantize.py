@@ -40,6 +40,8 @@ class QuantizeParams:
     reduce_range: bool = False            # 7-bit weights: for CPUs without VNNI if accuracy drops
     max_f1_drop: NonNegativeFloat = 1.0              # macro-F1 points (x100) int8 may lose vs fp32 ONNX
     min_agreement: Share = 0.98           # share of test predictions int8 and fp32 must share
+    min_oos_agreement: Share = 0.95       # share of test texts int8 and fp32 both call in or out
+    #                                       of scope (when the export has a detector)
     batch_size: PositiveInt = 32
     threads: PositiveInt | None = None            # intra-op threads for the gate's sessions; None: all
     fp16: bool = False                    # also write model.fp16.onnx for GPU serving
@@ -90,30 +92,66 @@ def quantize(optimized: Path, out: Path, params: QuantizeParams) -> None:
              out.stat().st_size / 1e6)
 
 
-def score(model_path: Path, texts: list[str], params: QuantizeParams, device: str = "cpu"):
-    """Logits of an ONNX model on ``texts`` (tokenizer and labels from models/onnx)."""
-    from stages.onnx_session import encode, load_onnx_model, run_logits
+@dataclass
+class Scored:
+    """An ONNX model's logits on the test texts, and its out-of-scope decisions (None: no
+    detector beside the model)."""
+
+    logits: Any
+    labels: list[str]
+    out_of_scope: Any = None
+
+
+def score(model_path: Path, texts: list[str], params: QuantizeParams, device: str = "cpu") -> Scored:
+    """Logits of an ONNX model on ``texts`` (tokenizer, labels and detector from models/onnx)."""
+    from stages.onnx_session import (
+        detect_out_of_scope,
+        encode,
+        load_onnx_model,
+        run_logits_and_embeddings,
+    )
 
     model = load_onnx_model(model_path, threads=params.threads, device=device,
                             artifacts_dir=artifacts.ONNX_DIR)
-    logits = run_logits(model, encode(model, texts), batch_size=params.batch_size, show_progress=True)
-    return logits, model.labels
+    logits, emb = run_logits_and_embeddings(model, encode(model, texts), params.batch_size,
+                                            show_progress=True)
+    return Scored(logits, model.labels, detect_out_of_scope(model, logits, emb)[0])
 
 
-def accuracy_gate(ref_logits: Any, logits: Any, labels: list[str], y_true: list[str],
+def oos_agreement(ref: Scored, scored: Scored, params: QuantizeParams) -> dict[str, Any] | None:
+    """How often the quantized model makes fp32's out-of-scope decision (the detector was fitted
+    on PyTorch embeddings; int8's differ a little)."""
+    if ref.out_of_scope is None or scored.out_of_scope is None:
+        return None
+    agreement = float((ref.out_of_scope == scored.out_of_scope).mean())
+    return {"fp32_flagged": round(float(ref.out_of_scope.mean()), 6),
+            "flagged": round(float(scored.out_of_scope.mean()), 6),
+            "agreement": round(agreement, 6), "min_agreement": params.min_oos_agreement,
+            "passed": agreement >= params.min_oos_agreement}
+
+
+def accuracy_gate(ref: Scored, scored: Scored, y_true: list[str],
                   params: QuantizeParams) -> dict[str, Any]:
-    """Macro-F1 of both models against the truth, their drop in points, and their agreement."""
+    """Macro-F1 of both models against the truth, their drop in points, their agreement, and
+    their agreement on which texts are out of scope."""
     from stages.metrics import macro_f1
 
-    ref_pred = [labels[i] for i in ref_logits.argmax(1)]
-    pred = [labels[i] for i in logits.argmax(1)]
-    f1_ref, f1 = macro_f1(y_true, ref_pred, labels), macro_f1(y_true, pred, labels)
-    agreement = float((ref_logits.argmax(1) == logits.argmax(1)).mean())
+    labels = ref.labels
+    # macro-F1 over the model's classes: out-of-scope examples (labelled oos.label) have no class
+    known = [i for i, y in enumerate(y_true) if y in set(labels)]
+    truth = [y_true[i] for i in known]
+    ref_pred = [labels[i] for i in ref.logits[known].argmax(1)]
+    pred = [labels[i] for i in scored.logits[known].argmax(1)]
+    f1_ref, f1 = macro_f1(truth, ref_pred, labels), macro_f1(truth, pred, labels)
+    agreement = float((ref.logits.argmax(1) == scored.logits.argmax(1)).mean())
     drop = (f1_ref - f1) * 100
+    oos = oos_agreement(ref, scored, params)
     return {"fp32_macro_f1": round(f1_ref, 6), "macro_f1": round(f1, 6),
             "f1_drop_points": round(drop, 4), "max_f1_drop": params.max_f1_drop,
             "agreement": round(agreement, 6), "min_agreement": params.min_agreement,
-            "passed": drop <= params.max_f1_drop and agreement >= params.min_agreement}
+            "oos": oos,
+            "passed": (drop <= params.max_f1_drop and agreement >= params.min_agreement
+                       and (oos is None or oos["passed"]))}
 
 
 def gate_error(name: str, result: dict[str, Any], where: str) -> StageError:
@@ -121,9 +159,12 @@ def gate_error(name: str, result: dict[str, Any], where: str) -> StageError:
         f"{name} accuracy gate failed: macro-F1 {result['macro_f1']:.4f} vs fp32 "
         f"{result['fp32_macro_f1']:.4f} (drop {result['f1_drop_points']:.2f} points, allowed "
         f"{result['max_f1_drop']}), agreement with fp32 {result['agreement']:.4f} (required "
-        f">= {result['min_agreement']})", where=where,
+        f">= {result['min_agreement']})" + (
+            f", out-of-scope decisions shared with fp32 {result['oos']['agreement']:.4f} "
+            f"(required >= {result['oos']['min_agreement']})" if result["oos"] else ""),
+        where=where,
         fix="try quantize.per_channel: true or quantize.reduce_range: true; loosen "
-        "quantize.max_f1_drop / min_agreement only if the loss is acceptable")
+        "quantize.max_f1_drop / min_agreement / min_oos_agreement only if the loss is acceptable")
 
 
 def size_mb(path: Path) -> float:
@@ -148,25 +189,24 @@ def main() -> None:
     try:
         optimized = staging / "model.opt.onnx"
         opt, fused = optimize(artifacts.ONNX_FP32_PATH, optimized, params)
-        ref_logits, labels = score(artifacts.ONNX_FP32_PATH, texts, params)
+        ref = score(artifacts.ONNX_FP32_PATH, texts, params)
         report: dict[str, Any] = {"fused_operators": fused, "test_rows": len(texts),
                                   "size_mb": {"fp32": size_mb(artifacts.ONNX_FP32_PATH),
                                               "fp32_optimized": size_mb(optimized)},
                                   "params": asdict(params)}
         with atomic_path(artifacts.ONNX_INT8_PATH) as tmp:
             quantize(optimized, tmp, params)
-            logits, _ = score(tmp, texts, params)
-            result = accuracy_gate(ref_logits, logits, labels, y_true, params)
+            result = accuracy_gate(ref, score(tmp, texts, params), y_true, params)
             report["size_mb"]["int8"] = size_mb(tmp)
             report["size_ratio_fp32_over_int8"] = round(size_mb(artifacts.ONNX_FP32_PATH) / size_mb(tmp), 3)
             report["int8"] = result
             report["passed"] = result["passed"]
-            log.info("int8 gate: macro-F1 %.4f vs fp32 %.4f (drop %.2f pt), agreement %.4f: %s",
+            log.info("int8 gate: macro-F1 %.4f vs fp32 %.4f (drop %.2f pt), agreement %.4f%s: %s",
                      result["macro_f1"], result["fp32_macro_f1"], result["f1_drop_points"],
-                     result["agreement"], "passed" if result["passed"] else "FAILED")
+                     result["agreement"], f", out-of-scope agreement {result['oos']['agreement']:.4f}"
+                     if result["oos"] else "", "passed" if result["passed"] else "FAILED")
             if params.fp16:
-                report["fp16"] = write_fp16(opt, texts, y_true, ref_logits, labels, params,
-                                            gpu_present())
+                report["fp16"] = write_fp16(opt, texts, y_true, ref, params, gpu_present())
                 report["size_mb"]["fp16"] = size_mb(artifacts.ONNX_FP16_PATH)
             write_json(artifacts.QUANTIZE_METRICS, report)
             if not result["passed"]:
@@ -177,7 +217,7 @@ def main() -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_fp16(opt: Any, texts: list[str], y_true: list[str], ref_logits: Any, labels: list[str],
+def write_fp16(opt: Any, texts: list[str], y_true: list[str], ref: Scored,
                params: QuantizeParams, on_gpu: bool) -> dict[str, Any]:
     """The float16 variant for GPU serving; gated like int8 when a GPU can run it here."""
     opt.convert_float_to_float16(keep_io_types=True)
@@ -186,8 +226,7 @@ def write_fp16(opt: Any, texts: list[str], y_true: list[str], ref_logits: Any, l
         if not on_gpu:
             log.warning("fp16 model written but not gated: no GPU here (CPU lacks fp16 kernels)")
             return {"gated": False, "reason": "no GPU on the machine that ran quantize"}
-        logits, _ = score(tmp, texts, params, device="cuda")
-        result = accuracy_gate(ref_logits, logits, labels, y_true, params)
+        result = accuracy_gate(ref, score(tmp, texts, params, device="cuda"), y_true, params)
         if not result["passed"]:
             raise gate_error("fp16", result, str(artifacts.ONNX_FP16_PATH))
     log.info("fp16 gate passed: macro-F1 %.4f, agreement %.4f", result["macro_f1"],

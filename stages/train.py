@@ -48,6 +48,7 @@ from stages.model import (
     predict_logits,
     tokenize,
 )
+from stages.oos_params import OosParams, drop_out_of_scope_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -553,13 +554,15 @@ def relaunch_under_torchrun(params: TrainParams) -> None:
 def main() -> None:
     # params first: a typo in params.yaml answers before torch (seconds to import) is loaded
     params = load_params("train", TrainParams)
+    oos = load_params("oos", OosParams)
     import torch
 
     check_max_length(params.base_model, params.max_length)
     if params.distributed and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(params)
         return
-    train_df, val_df, excluded = drop_audit_exclusions(load_split("train"), load_split("val"))
+    train_df, val_df, excluded = drop_audit_exclusions(
+        *(drop_out_of_scope_rows(load_split(name), oos, name) for name in ("train", "val")))
     try:
         result = train_model(train_df, val_df, params)
     except torch.OutOfMemoryError:

@@ -31,6 +31,7 @@ from stages.expectations import (
     split_frames,
 )
 from stages.io import atomic_path, read_json, read_parquet, write_json
+from stages.oos_params import OosParams, check_label_collision
 from stages.report_format import md_table
 from stages.validation_report import Outcome, Report, report_html
 
@@ -317,10 +318,18 @@ class RawValidation(NamedTuple):
 
 
 def validate_raw(texts: pd.DataFrame, labels: pd.DataFrame, params: ValidateParams,
-                 champion: Path | None) -> RawValidation:
-    """Validate raw texts + labels; the caller writes the reports and the metrics."""
+                 champion: Path | None, oos: OosParams | None = None) -> RawValidation:
+    """Validate raw texts + labels; the caller writes the reports and the metrics.
+
+    Rows labelled ``oos.label`` are out-of-scope examples, not a new class: with a known label set
+    they are accepted beside it, and that label may not also be one of its classes."""
     check_warn_names(params)
     label_set, label_source = resolve_label_set(params, champion)
+    oos = oos or OosParams()
+    check_label_collision(oos, label_set, f"known label set ({label_source})")
+    accepted = label_set
+    if label_set is not None and oos.label is not None and oos.label not in label_set:
+        accepted = sorted([*label_set, oos.label])
     frames = raw_frames(texts, labels)
     notes = [f"label set: {label_source}"]
     profile = data_profile(texts, labels) if "records" in frames else None
@@ -335,12 +344,12 @@ def validate_raw(texts: pd.DataFrame, labels: pd.DataFrame, params: ValidatePara
                          else "drift not checked: the data could not be joined")
         notes.append(drift["note"] + f" (looked for: {params.reference_profile}"
                      + (f", {champion / artifacts.PROFILE_FILE}" if champion else "") + ")")
-    checks = raw_checks(params, frames, label_set, drift if "drift" in frames else None)
+    checks = raw_checks(params, frames, accepted, drift if "drift" in frames else None)
     outcomes, results = run_suites(frames, checks, "raw")
     report = Report(outcomes, notes, results)
     new = []
     if label_set is not None and "label" in labels.columns:
-        new = sorted(set(labels["label"].dropna().astype(str)) - set(label_set))
+        new = sorted(set(labels["label"].dropna().astype(str)) - set(accepted))
         if new:
             report.notes.append(f"NEW CLASS(ES) not in the known label set: {new}")
     metrics = _metrics(texts, labels, frames, profile, drift, report, label_set, label_source, new)
@@ -403,7 +412,7 @@ def main_raw(params: ValidateParams) -> None:
              len(labels), artifacts.LABELS)
     champion = artifacts.champion_dir(require=False)
     log.info("champion: %s", champion or "none (first run)")
-    report, metrics = validate_raw(texts, labels, params, champion)
+    report, metrics = validate_raw(texts, labels, params, champion, load_params("oos", OosParams))
     write_reports(artifacts.RAW_VALIDATION_DIR, "Raw data validation", report)
     log.info("wrote %s (results.json, summary.md, %s)", artifacts.RAW_VALIDATION_DIR,
              artifacts.VALIDATION_REPORT_HTML)

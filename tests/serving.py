@@ -1,4 +1,5 @@
-"""Helpers for the service tests: a champion laid out as promote leaves it, a real server process."""
+"""Helpers for the service tests: a champion laid out as promote leaves it, a real server process,
+and out-of-scope detectors fitted on the tiny model's own ONNX embeddings."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,64 @@ sys.argv = ["serve", *sys.argv[1:]]
 runpy.run_module("serve", run_name="__main__", alter_sys=True)
 """
 ADMIN_TOKEN = "test-admin-token-123"
+# texts made of characters outside the tiny model's vocabulary: [UNK] tokens only, far from every
+# training text in its embedding space (the detector fixtures check that they really are)
+FAR_TEXTS = ["ΩΨΦ ΣΔΛ ΞΠΘ ЖЩЮ " * 8, "ЖЖЖ ЩЩЩ ΘΘΘ ΛΛΛ ΞΞΞ", "§¶ ж ю ш ~ ^ | " * 10]
+UNUSUAL_WORDS = ["ΩΨΦ", "ΣΔΛ", "ΞΠΘ", "ЖЩЮ", "ЖЖЖ", "ЩЩЩ", "ΘΘΘ", "§¶", "жюш", "ΛΛΛ"]
+
+
+def far_texts(n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct texts of 4 to 24 out-of-vocabulary words."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < n:
+        text = " ".join(rng.choice(UNUSUAL_WORDS) for _ in range(rng.randint(4, 24)))
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def onnx_scores(onnx_dir: Path, model_file: str, texts: list[str], arrays: dict, method: str,
+                k: int) -> Any:
+    """``method``'s out-of-scope scores of ``texts`` from the ONNX model's logits and embeddings."""
+    from stages import oos_detector
+    from stages.onnx_session import encode, load_onnx_model, run_logits_and_embeddings
+
+    model = load_onnx_model(onnx_dir / model_file, threads=1, device="cpu")
+    logits, emb = run_logits_and_embeddings(model, encode(model, texts), batch_size=16)
+    return oos_detector.score(method, logits, emb, arrays, k)
+
+
+def fit_onnx_detector(onnx_dir: Path, out_dir: Path, label: str | None = "out_of_scope",
+                      method: str = "knn", k: int = 5, in_scope: Sequence[str] = ()) -> Any:
+    """A detector for the tiny model in ``onnx_dir``, fitted on its own ONNX embeddings of
+    in-scope texts, written to ``out_dir``. The threshold lies halfway between the highest score
+    of in-scope texts (the fitted ones, the test split's, and ``in_scope``) and the lowest of
+    :data:`FAR_TEXTS` and :func:`far_texts`, on every precision in ``onnx_dir``: the fixture fails
+    unless that gap exists."""
+    import numpy as np
+
+    from stages import oos_detector
+    from stages.onnx_session import encode, load_onnx_model, run_logits_and_embeddings
+    from tests.conftest import make_rows
+
+    fp32 = load_onnx_model(onnx_dir / "model.onnx", threads=1, device="cpu")
+    rows, labels = make_rows(12, seed=5)
+    _, emb = run_logits_and_embeddings(fp32, encode(fp32, [r["text"] for r in rows]), 16)
+    classes = np.array([fp32.labels.index(r["label"]) for r in labels])
+    arrays = oos_detector.fit_arrays(emb, classes, len(fp32.labels), bank_rows=1000)
+    in_scope = [*in_scope, *(r["text"] for r in rows), *(r["text"] for r in make_rows(30, seed=11)[0])]
+    far = FAR_TEXTS + far_texts(150)
+    files = [f for f in ("model.onnx", "model.int8.onnx") if (onnx_dir / f).is_file()]
+    high = max(onnx_scores(onnx_dir, f, in_scope, arrays, method, k).max() for f in files)
+    low = min(onnx_scores(onnx_dir, f, far, arrays, method, k).min() for f in files)
+    assert high < low, f"{method}: in-scope scores reach {high}, far texts go down to {low}"
+    threshold = float((high + low) / 2)
+    detector = oos_detector.Detector(method, {method: threshold}, label, 0.95, k, arrays)
+    oos_detector.save(detector, out_dir)
+    return detector
 
 
 def install_champion(root: Path, project: Path, commit: str,

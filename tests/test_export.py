@@ -60,8 +60,12 @@ def build_project(root: Path, base_dir: Path, quantize: bool = True) -> Path:
     test.loc[0, "text"] = LONG_TEXT
     (root / "data" / "splits").mkdir(parents=True)
     test.to_parquet(root / "data" / "splits" / "test.parquet", index=False)
+    for name, seed in (("train", 2), ("val", 3)):  # what the oos stage fits the detector on
+        texts, labels = make_rows(8, seed=seed)
+        split = pd.DataFrame(texts).merge(pd.DataFrame(labels), on="id")
+        split.to_parquet(root / "data" / "splits" / f"{name}.parquet", index=False)
     make_checkpoint(root, base_dir, sorted(test["label"].unique()))
-    for stage in ["export"] + (["quantize"] if quantize else []):
+    for stage in ["oos", "export"] + (["quantize"] if quantize else []):
         proc = run_stage(stage, root)
         assert proc.returncode == 0, proc.stderr
     return root
@@ -143,6 +147,19 @@ def test_export_without_checkpoint_fails_with_hint(workdir: Path) -> None:
     assert "no checkpoint" in proc.stderr and "dvc repro train" in proc.stderr
 
 
+def test_export_without_a_detector_fails_with_hint(workdir: Path, tiny_st_model_dir: Path) -> None:
+    texts, labels = make_rows(4, seed=1)
+    (workdir / "data/splits").mkdir(parents=True)
+    pd.DataFrame(texts).merge(pd.DataFrame(labels), on="id").to_parquet(
+        workdir / "data/splits/test.parquet")
+    make_checkpoint(workdir, tiny_st_model_dir, sorted({r["label"] for r in labels}))
+    set_params(workdir, FAST_PARAMS)
+    proc = run_stage("export", workdir)
+    assert proc.returncode == 1
+    assert "no out-of-scope detector in models/oos" in proc.stderr and "dvc repro oos" in proc.stderr
+    assert not (workdir / "models/onnx/model.onnx").exists()  # nothing half-shipped
+
+
 def test_quantize_fuses_shrinks_and_agrees(project: Path) -> None:
     from stages.onnx_session import encode, load_onnx_model, run_logits
 
@@ -153,6 +170,10 @@ def test_quantize_fuses_shrinks_and_agrees(project: Path) -> None:
     assert fused.get("Attention") == 2 and fused.get("SkipLayerNormalization", 0) >= 2
     assert report["size_mb"]["int8"] < report["size_mb"]["fp32"]
     assert report["int8"]["agreement"] >= 0.8
+    # the export ships the oos stage's detector, and int8 makes fp32's in/out decisions
+    assert (onnx_dir / "oos.json").is_file() and (onnx_dir / "oos.npz").is_file()
+    oos = report["int8"]["oos"]
+    assert oos["passed"] and oos["agreement"] >= oos["min_agreement"] == 0.95
 
     texts = pd.read_parquet(project / "data/splits/test.parquet")["text"].tolist()
     fp32 = load_onnx_model(onnx_dir / "model.onnx", threads=1, device="cpu")
@@ -213,19 +234,31 @@ def test_quantize_gate_blocks_and_keeps_previous_model(project: Path, tmp_path: 
 
 
 def test_accuracy_gate_logic() -> None:
-    from stages.quantize import QuantizeParams, accuracy_gate
+    from stages.quantize import QuantizeParams, Scored, accuracy_gate
 
     labels = ["a", "b"]
     ref = np.array([[2.0, 0.0]] * 50 + [[0.0, 2.0]] * 50)
     truth = ["a"] * 50 + ["b"] * 50
     params = QuantizeParams()
-    same = accuracy_gate(ref, ref + 0.01, labels, truth, params)
+    same = accuracy_gate(Scored(ref, labels), Scored(ref + 0.01, labels), truth, params)
     assert same["passed"] and same["agreement"] == 1.0 and same["f1_drop_points"] == 0
+    assert same["oos"] is None  # no detector beside the model: nothing to compare
     flipped = ref.copy()
     flipped[:3] = [0.0, 2.0]  # 3% of predictions change: agreement 0.97 < 0.98
-    worse = accuracy_gate(ref, flipped, labels, truth, params)
+    worse = accuracy_gate(Scored(ref, labels), Scored(flipped, labels), truth, params)
     assert not worse["passed"] and worse["agreement"] == pytest.approx(0.97)
     assert worse["f1_drop_points"] > 1.0
+    # the same labels, but int8 calls 6% of the texts out of scope that fp32 kept: 0.94 < 0.95
+    kept, some_out = np.zeros(100, bool), np.zeros(100, bool)
+    some_out[:6] = True
+    oos = accuracy_gate(Scored(ref, labels, kept), Scored(ref, labels, some_out), truth, params)
+    assert not oos["passed"] and oos["agreement"] == 1.0
+    assert oos["oos"] == {"fp32_flagged": 0.0, "flagged": 0.06, "agreement": 0.94,
+                          "min_agreement": 0.95, "passed": False}
+    # test rows labelled out_of_scope (no class of the model) are left out of the macro-F1
+    with_examples = accuracy_gate(Scored(ref, labels), Scored(ref, labels),
+                                  truth[:-2] + ["out_of_scope"] * 2, params)
+    assert with_examples["passed"] and with_examples["macro_f1"] == 1.0
 
 
 def test_benchmark_writes_table_plot_and_ratios(project: Path) -> None:

@@ -69,6 +69,8 @@ def log_rows(model, texts: list[str], start: datetime, text_logged: bool = True,
 
     s = score_texts(model, texts, "test")
     n = len(texts)
+    oos = {} if s.out_of_scope is None else {"out_of_scope": s.out_of_scope,
+                                             "oos_score": s.oos_scores.astype(np.float32)}
     return pd.DataFrame({
         "ts": [pd.Timestamp(start + timedelta(seconds=i * spacing_s)) for i in range(n)],
         "request_id": [f"req-{i}" for i in range(n)], "id": [f"t{i}" for i in range(n)],
@@ -77,7 +79,7 @@ def log_rows(model, texts: list[str], start: datetime, text_logged: bool = True,
         "label": s.predicted, "confidence": s.confidence.astype(np.float32),
         "probs": list(s.probs), "model_version": "champion-1",
         "latency_ms": np.float32(4.0), "truncated": s.truncated, "n_tokens": s.n_tokens,
-        "embedding": list(s.embeddings)})
+        "embedding": list(s.embeddings), **oos})
 
 
 def window_texts(n_per_class: int, seed: int, intents: dict | None = None) -> list[str]:
@@ -186,7 +188,8 @@ def test_no_shift_is_ok_and_a_shift_fires(reference_dir: Path, int8_model, tmp_p
     assert report["predictions"] == 300 and report["files"] >= 3  # one file per hour partition
     assert report["status"] == "ok", report["detectors"]
     assert {d["name"] for d in report["detectors"]} == {
-        "label", "confidence", "length", "embedding", "novelty", "accuracy", "truncated", "empty"}
+        "label", "confidence", "length", "embedding", "novelty", "accuracy", "truncated", "empty",
+        "out_of_scope"}
     assert all(d["status"] == "ok" for d in report["detectors"])
 
     shifted = tmp_path / "shifted"
@@ -489,8 +492,9 @@ def test_monitor_deployment_emits_drift_and_triggers_retraining(
 
 def test_a_logits_only_export_still_gets_a_reference(onnx_project: Path, int8_model,
                                                      tmp_path: Path) -> None:
-    """An export older than the embedding output: the reference is built, the embedding
-    detectors say "unavailable", the others still decide."""
+    """An export older than the embedding output (and so than out-of-scope detectors): the
+    reference is built, the embedding and out-of-scope detectors say "unavailable", the others
+    still decide."""
     import shutil
 
     import onnx
@@ -503,11 +507,13 @@ def test_a_logits_only_export_still_gets_a_reference(onnx_project: Path, int8_mo
     proto = onnx.load(str(onnx_dir / "model.int8.onnx"))
     del proto.graph.output[1]  # drop `embedding`: logits only, as exports before it
     onnx.save(proto, str(onnx_dir / "model.int8.onnx"))
+    for name in ("oos.json", "oos.npz"):  # nor had they a detector (kNN would need `embedding`)
+        (onnx_dir / name).unlink()
     build_reference(onnx_dir, tmp_path / "ref", onnx_project / "data/splits/test.parquet",
                     onnx_project / "data/splits/val.parquet", threads=1)
     rows = log_rows(int8_model, shifted_texts(150, seed=22), START).assign(embedding=None)
     write_log_file(tmp_path / "log", rows)
     report, _ = check(tmp_path / "ref", tmp_path / "log")
     status = {d["name"]: d["status"] for d in report["detectors"]}
-    assert status["embedding"] == status["novelty"] == "unavailable"
+    assert status["embedding"] == status["novelty"] == status["out_of_scope"] == "unavailable"
     assert report["status"] == "drift" and "label" in report["alarms"]

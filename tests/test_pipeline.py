@@ -19,8 +19,8 @@ from tests.helpers import git
 
 pytestmark = pytest.mark.slow  # the whole pipeline, dvc repro on a real repository
 
-STAGES = ["ingest", "validate", "split", "validate_splits", "label_audit", "train", "evaluate", "gate",
-          "export", "quantize", "benchmark"]
+STAGES = ["ingest", "validate", "split", "validate_splits", "label_audit", "train", "oos", "evaluate",
+          "gate", "export", "quantize", "benchmark"]
 
 
 def lock(repo: Path) -> dict:

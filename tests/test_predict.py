@@ -23,7 +23,7 @@ TEXTS = ["where is my package 123", "please refund the 42 charge", LONG_TEXT,
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory, tiny_st_model_dir: Path) -> Path:
     """The exported fp32 model of a tiny project (predict takes any exported model file), from
-    a mean-pooling encoder."""
+    a mean-pooling encoder, with the out-of-scope detector the oos stage fitted."""
     root = build_project(tmp_path_factory.mktemp("predict-project"), tiny_st_model_dir,
                          quantize=False)
     return root / "models" / "onnx" / "model.onnx"
@@ -42,11 +42,18 @@ def test_scores_csv_end_to_end(model_path: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = pd.read_csv(tmp_path / "out.csv")
     labels = json.loads((model_path.parent / "labels.json").read_text())
-    assert list(out.columns) == ["id", "label"] + [f"prob_{name}" for name in labels]
+    assert list(out.columns) == ["id", "label", "out_of_scope", "oos_score"] + [
+        f"prob_{name}" for name in labels]
     assert out["id"].tolist() == [f"r{i}" for i in range(len(TEXTS))]  # input order kept
     probs = out[[f"prob_{name}" for name in labels]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
-    assert out["label"].tolist() == [labels[i] for i in probs.argmax(axis=1)]
+    # the label is the class, or the detector's label where the text is out of scope
+    detector = json.loads((model_path.parent / "oos.json").read_text())
+    flagged = out["out_of_scope"].to_numpy(dtype=bool)
+    assert (flagged == (out["oos_score"] > detector["threshold"])).all()
+    assert out["label"].tolist() == [detector["label"] if f else labels[i]
+                                     for f, i in zip(flagged, probs.argmax(axis=1), strict=True)]
+    assert f"out of scope: {flagged.sum()}" in proc.stdout
     assert f"scored {len(TEXTS)} rows" in proc.stdout
     assert f"truncated to {MAX_LENGTH} tokens: 1" in proc.stdout  # only LONG_TEXT
     assert "empty texts: 1" in proc.stdout

@@ -247,6 +247,51 @@ def test_report_base_to_workspace(review_repo: dict) -> None:
     details = details.split("</details>", 1)[0]
     assert "| `suspects` | 2 | 5 | +3 |" in details and "| `suspect_share` |" in details
     assert "per_class" not in details
+    assert "## Out of scope" not in md                       # neither side has a detector
+
+
+def oos_figures(seed: int, method: str = "msp") -> dict:
+    """eval.json's oos.candidate as evaluate measures it (stages.oos_metrics), for a detector on
+    logits of 24 in-scope and 6 out-of-scope rows (the out-of-scope rows less confident)."""
+    import numpy as np
+
+    from stages.oos_detector import Detector
+    from stages.oos_metrics import measure, out_of_scope_rows
+
+    rng = np.random.default_rng(seed)
+    classes = ["a", "b", "c"]
+    truth = [classes[i % 3] for i in range(24)] + ["out_of_scope"] * 6
+    logits = rng.normal(size=(30, 3))
+    logits[np.arange(24), [i % 3 for i in range(24)]] += 3.0
+    detector = Detector(method, {"msp": 0.5, "energy": -2.0}, "out_of_scope", 0.95, 1, {})
+    pred = [classes[i] for i in logits.argmax(axis=1)]
+    figures, _, _ = measure(detector, logits, None, classes, truth, pred,
+                            out_of_scope_rows(truth, "out_of_scope"), classes)
+    return figures
+
+
+def test_report_out_of_scope_section(review_repo: dict, tmp_path: Path) -> None:
+    """A head whose candidate has a detector: the section shows its figures base -> head (new
+    here), which scores were compared, and the flat diff leaves the per-score detail out."""
+    repo = tmp_path / "repo"
+    shutil.copytree(review_repo["repo"], repo, symlinks=True)
+    ev = json.loads((repo / "metrics/eval.json").read_text())
+    ev["oos"] = {"candidate": oos_figures(0), "champion": None}
+    (repo / "metrics/eval.json").write_text(json.dumps(ev, indent=2))
+    proc = run_report(repo, "--base", review_repo["c1"], "--out", "reports/pr.md")
+    assert proc.returncode == 0, proc.stderr
+    md = (repo / "reports/pr.md").read_text()
+    oos = section(md, "Out of scope")
+    cand = ev["oos"]["candidate"]
+    assert "| method | — | `msp` | new |" in oos
+    assert f"| OOS recall | — | {cand['oos_recall']:.4f} | new |" in oos
+    assert f"| in-scope flagged | — | {cand['in_scope_flagged']:.4f} | new |" in oos
+    assert "- head: 24 in-scope and 6 out-of-scope test rows (labelled `out_of_scope`)" in oos
+    assert "| `msp` (used) |" in oos and "| `energy` |" in oos
+    assert md.index("## Metrics") < md.index("## Out of scope") < md.index("## Label audit")
+    details = section(md, "Metrics").split("<code>metrics/eval.json</code>", 1)[1]
+    details = details.split("</details>", 1)[0]
+    assert "oos.candidate.oos_recall" in details and "methods" not in details
 
 
 def test_report_base_without_metrics_is_new(review_repo: dict) -> None:

@@ -23,7 +23,8 @@ VOLATILE = {"metrics/train.json", "metrics/export.json", "plots/latency.csv", "p
             "metrics/label_audit.json"}
 ARTIFACTS = ["data/predictions/test.parquet", "data/label_audit/suspects.parquet",
              "reports/label_audit.md", "reports/label_audit.html", "models/onnx/model.onnx",
-             "models/onnx/model.int8.onnx", "models/onnx/labels.json",
+             "models/onnx/model.int8.onnx", "models/onnx/labels.json", "models/onnx/oos.json",
+             "models/onnx/oos.npz",
              "reports/validation/raw/results.json", "reports/validation/splits/results.json"]
 
 

@@ -89,11 +89,17 @@ def test_two_workers_score_three_shards_and_a_rerun_skips_them(onnx_dir: Path, t
     model = load_onnx_model(onnx_dir / "model.int8.onnx", threads=1)
     scored = outputs(tmp_path / "out")
     assert scored["id"].tolist() == rows["id"].tolist()
-    expected = np.concatenate([score_texts(model, part["text"].tolist(), batch_size=64).probs
-                               for _, part in rows.groupby(rows["id"].str[0], sort=True)])
+    parts = [score_texts(model, part["text"].tolist(), batch_size=64)
+             for _, part in rows.groupby(rows["id"].str[0], sort=True)]
+    expected = np.concatenate([p.probs for p in parts])
+    flagged = np.concatenate([p.out_of_scope for p in parts])
     probs = scored[[f"prob_{c}" for c in model.labels]].to_numpy()
     assert np.allclose(probs, expected, atol=1e-5)
-    assert scored["label"].tolist() == [model.labels[i] for i in expected.argmax(axis=1)]
+    # the class, or the detector's label for an out-of-scope row (tests/test_oos_serving.py)
+    assert scored["out_of_scope"].tolist() == flagged.tolist()
+    assert scored["label"].tolist() == [model.oos.label if f else model.labels[i]
+                                        for f, i in zip(flagged, expected.argmax(axis=1), strict=True)]
+    assert manifest["totals"]["out_of_scope"] == int(flagged.sum())
 
     # a re-run skips all three and leaves their files alone
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out/shards").iterdir()}

@@ -70,11 +70,16 @@ def test_predict_answers_like_the_batch_predict_path(served: Server, project: Pa
     batch_model = load_onnx_model(model_file, threads=1, device="cpu")
     expected, _ = score_table(batch_model, pd.DataFrame({"text": TEXTS}), batch_size=32)
     labels = json.loads((model_file.parent / "labels.json").read_text())
+    detector = json.loads((model_file.parent / "oos.json").read_text())
     for row, text in enumerate(TEXTS):
         (pred,) = predict(served, {"texts": [text]}).json()["predictions"]
         assert pred["label"] == expected["label"][row]
+        assert pred["out_of_scope"] == expected["out_of_scope"][row]
+        assert pred["oos_score"] == pytest.approx(expected["oos_score"][row], abs=1e-5)
         assert len(pred["probs"]) == 2  # serve.top_k
-        assert pred["probs"][0]["label"] == pred["label"]
+        # the answer is the top class, or the detector's label for an out-of-scope text
+        assert pred["label"] == (detector["label"] if pred["out_of_scope"]
+                                 else pred["probs"][0]["label"])
         assert pred["probs"][0]["prob"] >= pred["probs"][1]["prob"]
         assert pred["confidence"] == pytest.approx(pred["probs"][0]["prob"])
         for p in pred["probs"]:

@@ -44,7 +44,8 @@ def a_project_with_outputs(root: Path) -> dict[Path, bytes]:
 
 def test_every_stage_of_dvc_yaml_is_covered() -> None:
     assert STAGE_MODULES == ["stages.benchmark", "stages.evaluate", "stages.export",
-                             "stages.gate", "stages.ingest", "stages.label_audit", "stages.quantize",
+                             "stages.gate", "stages.ingest", "stages.label_audit", "stages.oos",
+                             "stages.quantize",
                              "stages.split",
                              "stages.train", "stages.validate"]
 

@@ -738,6 +738,92 @@ def vary_duplicate(r, text):
                      "  " + text.replace(" ", "  ", 2), text + " ", text.replace(". ", ".  ")])
 
 
+# Out of scope (label out_of_scope, the default oos.label): messages about nothing the shop does,
+# which reached the support inbox in November 2026 and were labelled as such. They show how the
+# pipeline uses out-of-scope examples (docs/out_of_scope.md). One row each, their own random stream
+# and dates after every intent row, so the rows above (and their ids) are as they were.
+OUT_OF_SCOPE = [
+    "what is the weather going to be like in Lyon this weekend",
+    "can you recommend a good pizza place near the central station",
+    "who won the football match last night",
+    "how many calories are in a banana",
+    "tell me a joke please",
+    "what time is it in Tokyo right now",
+    "how do I make sourdough bread at home",
+    "is it going to rain tomorrow in Berlin",
+    "what's the capital of Australia",
+    "can you help me with my maths homework, what is 17 times 23",
+    "which movie should I watch tonight",
+    "how do I change a flat tyre on my bike",
+    "what are the opening hours of the post office on Sunday",
+    "translate good morning into Italian",
+    "how tall is the Eiffel Tower",
+    "my neighbour's dog barks all night, what can I do",
+    "any tips for a job interview tomorrow",
+    "what's a good name for a golden retriever puppy",
+    "how long should I boil an egg",
+    "who is the president of France",
+    "recommend me a book for a long flight",
+    "how do I get rid of ants in the kitchen",
+    "what's the best way to learn Spanish quickly",
+    "are you a human or a robot",
+    "when does the next full moon happen",
+    "how do I unblock a kitchen sink",
+    "what's the exchange rate between the pound and the yen today",
+    "can you write a poem about autumn",
+    "how many players are on a rugby team",
+    "which train goes from Paris to Geneva",
+    "I need a recipe for vegan lasagne",
+    "what's the meaning of life",
+    "how do I fix my car's air conditioning",
+    "best hiking trails in the Alps in October",
+    "how do I plant tulip bulbs",
+    "can you book me a table for two at 8pm",
+    "what's the score in the tennis final",
+    "how do I renew my passport",
+    "where can I watch the election results",
+    "what should I cook for dinner tonight",
+    "how far is the moon from the earth",
+    "I'm bored, let's chat about music",
+    "who painted the Mona Lisa",
+    "how do I stop my cat scratching the sofa",
+    "what's the population of Canada",
+    "how do I register to vote",
+    "what are the symptoms of the flu",
+    "good morning, how are you today",
+    "can you order me a taxi to the airport",
+    "what's the best smartphone camera app for night photos",
+    "how do I get a fishing licence",
+    "is the museum open on bank holidays",
+    "how do I brew cold brew coffee",
+    "which wine goes with salmon",
+    "what's the tallest mountain in Africa",
+    "how can I improve my running time for a 10k",
+    "my landlord won't fix the heating, what are my rights",
+    "what's the difference between a crocodile and an alligator",
+    "how do you say thank you in Japanese",
+    "where is the nearest pharmacy open now",
+]
+
+
+def out_of_scope_rows():
+    """The out-of-scope rows: chat or e-mail framing, November 2026."""
+    r = random.Random(SEED + 2)
+    start, span = datetime(2026, 11, 1), int(timedelta(days=30).total_seconds())
+    rows = []
+    for core in OUT_OF_SCOPE:
+        if r.random() < 0.6:
+            source, text = "chat", f"{r.choice(OPEN_CHAT)}{core}{r.choice(CLOSE_CHAT)}"
+        else:
+            opener, close = r.choice(OPEN_EMAIL), r.choice(CLOSE_EMAIL).format(name=r.choice(NAMES))
+            body = core if opener.endswith(",") else core[0].upper() + core[1:]
+            source, text = "email", f"{opener} {body}? {close}"
+        created = start + timedelta(seconds=r.randrange(span))
+        rows.append(dict(text=re.sub(r"\s+", " ", text).strip(), source=source, created_at=created,
+                         label="out_of_scope", kind="out_of_scope", annotator=weighted(r, ANNOTATORS)))
+    return sorted(rows, key=lambda x: (x["created_at"], x["text"]))
+
+
 def build_rows():
     """All rows (dicts with text, source, created_at, label, annotator and kind), in created_at order."""
     r = random.Random(SEED)
@@ -782,7 +868,7 @@ def build_rows():
     rows.sort(key=lambda x: (x["created_at"], x["text"]))
     for row in rows:
         row["annotator"] = weighted(r, ANNOTATORS)
-    return rows
+    return rows + out_of_scope_rows()
 
 
 def main():
