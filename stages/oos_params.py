@@ -30,7 +30,7 @@ class OosParams:
     # (null: the answer's label is null, and no row is an out-of-scope example)
     label: str | None = "out_of_scope"
     train_as_class: bool = False      # true: train learns `label` as one more class
-    knn_k: PositiveInt = 10           # knn: distance to the k-th nearest training text
+    knn_k: PositiveInt = 1            # knn: distance to the k-th nearest training text
     knn_bank_rows: PositiveInt = 20000  # training embeddings kept for knn (a seeded sample beyond)
     batch_size: PositiveInt = 128
     seed: int = 0

@@ -185,11 +185,13 @@ def test_promote_then_rerun_uses_the_new_champion(pipeline_repo: Path,
 
     proc = run_command("promote", repo)
     assert proc.returncode == 0, proc.stderr
-    # the champion carries its ONNX export and the predictions the service checks it with
+    # the champion carries its ONNX export, its out-of-scope detector and the predictions the
+    # service checks it with
     onnx_dir = repo / "models/champion/onnx"
     assert {p.name for p in onnx_dir.iterdir()} == {
-        "model.onnx", "model.int8.onnx", "labels.json", "tokenizer",
+        "model.onnx", "model.int8.onnx", "labels.json", "tokenizer", "oos.json", "oos.npz",
         "reference_predictions.parquet"}
+    assert (onnx_dir / "oos.json").read_bytes() == (repo / "models/oos/oos.json").read_bytes()
     assert (onnx_dir / "model.int8.onnx").read_bytes() == good
     reference = pd.read_parquet(onnx_dir / "reference_predictions.parquet")
     test = pd.read_parquet(repo / "data/splits/test.parquet")
