@@ -18,13 +18,15 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 BASE ?= main
 HEAD ?= workspace
 
-.PHONY: install run test lint report lock help
+.PHONY: install run test lint report lock help stack-up stack-down label-studio label-studio-down
 
 help:
 	@echo "make run    - install (once) and run the whole pipeline: dvc repro"
 	@echo "make test   - install (once), ruff, and the whole test suite"
 	@echo "make lint   - ruff only"
 	@echo "make report BASE=main - PR review report (reports/pr.md): working tree vs BASE"
+	@echo "make stack-up / stack-down - the whole local loop: Prefect, worker, Label Studio, service"
+	@echo "make label-studio / label-studio-down - only Label Studio (its own venv, installed once)"
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH, or make PYTHON=python3"; exit 1; }
@@ -51,6 +53,21 @@ test: $(BIN)/.installed
 
 report: $(BIN)/.installed
 	$(BIN)/python -m commands.report --base $(BASE) --head $(HEAD) --out reports/pr.md
+
+# the "day in the life" walkthrough (docs/labelling.md); logs in tmp/stack/logs
+stack-up: $(BIN)/.installed
+	$(BIN)/python -m commands.stack up
+
+stack-down: $(BIN)/.installed
+	$(BIN)/python -m commands.stack down
+
+# Label Studio runs from .venv-label-studio (~1 GB, about 2 min to install once): its pins
+# conflict with ours
+label-studio: $(BIN)/.installed
+	$(BIN)/python -m labelling.studio_server up
+
+label-studio-down: $(BIN)/.installed
+	$(BIN)/python -m labelling.studio_server down
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

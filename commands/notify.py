@@ -1,7 +1,8 @@
 """notify: tell Prefect that new data arrived, so the `on-data-arrived` deployment retrains.
 
     python -m commands.notify                       # emit retrainer.data.arrived once
-    python -m commands.notify --watch [--interval 60]  # poll ingest.source; emit when it changes
+    python -m commands.notify --watch [--interval 60]  # poll ingest.source and ingest.imports;
+                                                       # emit when they change
 
 Call the first form at the end of whatever lands new texts or labels (an export job, a labelling
 tool's webhook, cron); use ``--watch`` when nothing can call you. The event's resource is
@@ -26,16 +27,27 @@ EVENT = "retrainer.data.arrived"
 
 
 def sources(params_file: Path = Path("params.yaml")) -> dict[str, str]:
-    """``ingest.source`` as {"texts": ..., "labels": ...} (local paths or fsspec URLs)."""
-    source = (read_params_file(params_file).get("ingest") or {}).get("source") or {}
+    """``ingest.source`` as {"texts": ..., "labels": ...} (local paths or fsspec URLs), and the
+    ``ingest.imports`` directory of label batches as "imports"."""
+    ingest = read_params_file(params_file).get("ingest") or {}
+    source = ingest.get("source") or {}
     if not isinstance(source, dict) or not source:
         raise StageError("ingest.source is missing", where=f"{params_file}:ingest.source",
                          fix="set ingest.source.texts and ingest.source.labels")
-    return {str(k): str(v) for k, v in source.items()}
+    imports = ({"imports": str(ingest["imports"])} if ingest.get("imports")
+               and Path(str(ingest["imports"])).is_dir() else {})
+    return {str(k): str(v) for k, v in source.items()} | imports
 
 
 def fingerprint(source: str) -> str:
-    """sha256 of a local file; for a URL, what the store says about it (etag, size, mtime)."""
+    """sha256 of a local file (of a directory: of its files' names and hashes); for a URL, what
+    the store says about it (etag, size, mtime)."""
+    if "://" not in source and Path(source).is_dir():
+        import hashlib
+
+        listing = "\n".join(f"{p.name} {sha256_file(p)}" for p in sorted(Path(source).iterdir())
+                            if p.is_file())
+        return hashlib.sha256(listing.encode("utf-8")).hexdigest()
     if "://" not in source:
         return sha256_file(source) if Path(source).is_file() else "missing"
     import fsspec

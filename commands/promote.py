@@ -49,6 +49,19 @@ log = get_logger(__name__)
 TRACKED = (CHAMPION_DVC, POINTER, MODELS_GITIGNORE, HISTORY)
 
 
+def candidate_is_champion(root: Path = Path(".")) -> bool:
+    """The checkpoint is the champion's own: every checkpoint file is in the champion, byte for
+    byte (a retrain on unchanged data, params and code). Such a candidate is never promoted."""
+    record = read_champion_pointer(root / POINTER)
+    checkpoint = root / CHECKPOINT
+    if record is None or not (checkpoint / "config.json").is_file():
+        return False
+    champion = root / (record.get("path") or CHAMPION)
+    files = [f for f in checkpoint.iterdir() if f.is_file()]
+    return all((champion / f.name).is_file()
+               and sha256_file(champion / f.name) == sha256_file(f) for f in files)
+
+
 def check_gate(gate: dict[str, Any], force: bool, reason: str | None) -> None:
     """Refuse a failed gate unless forced, and a force without a reason."""
     if force and not (reason or "").strip():
@@ -274,6 +287,11 @@ def promote(force: bool = False, reason: str | None = None) -> dict[str, Any]:
     if not GATE_JSON.is_file():
         raise StageError("no gate result to promote on", where=str(GATE_JSON),
                          fix="run `dvc repro` (the gate stage writes it)")
+    if candidate_is_champion():
+        raise StageError("the candidate is the champion already (its checkpoint files are the "
+                         "champion's, byte for byte): nothing to promote",
+                         where=f"{CHECKPOINT} vs {CHAMPION}",
+                         fix="retrain on new data, params or code first (`dvc repro`)")
     gate = read_json(GATE_JSON)
     check_gate(gate, force, reason)
     identity = git_identity()

@@ -4,7 +4,9 @@
 
 Runs monitor/'s detectors on one window of the prediction log, writes the window's report and
 metrics, and emits ``retrainer.drift.detected`` on an alarm (at most once per cooldown), which
-triggers the ``on-drift`` retrain deployment. Not named monitor.py: it would shadow the package.
+triggers the ``label-on-drift`` deployment: a labelling batch chosen from the same window (drift
+is answered with new labels, not a retrain on unchanged data). Not named monitor.py: it would
+shadow the package.
 More: docs/monitoring.md.
 """
 
@@ -61,7 +63,10 @@ def emit_drift(repo: Path, report: dict[str, Any]) -> str | None:
         event=DRIFT_EVENT,
         resource={"prefect.resource.id": f"retrainer.monitor.{repo.name}",
                   "prefect.resource.name": repo.name},
-        payload={"window": report["window"], "alarms": report["alarms"],
+        payload={"window": report["window"], "start": report["start"], "end": report["end"],
+                 "hours": round((datetime.fromisoformat(report["end"])
+                                 - datetime.fromisoformat(report["start"])).total_seconds() / 3600),
+                 "alarms": report["alarms"],
                  "predictions": report["predictions"], "scores": scores,
                  "model_sha256": report["reference"]["model_sha256"]})
     return str(event.id) if event else None

@@ -28,8 +28,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.exceptions import TerminationSignal
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 
+from commands.promote import candidate_is_champion
 from flows.dvc_pipeline import (
     ancestors,
     apply_overrides,
@@ -494,14 +495,19 @@ def _retrain(repo: Path, revision: str | None, pull: bool, promote: bool, push: 
     steps = run.steps
     result: dict[str, Any] = {"stages": steps, "metrics": success_artifacts(repo, steps, context),
                               "branch": branch, "promoted": False}
-    if promote:
+    unchanged = candidate_is_champion(repo)  # a retrain on the champion's data, params and code
+    if unchanged:
+        message = ("nothing changed since the champion was trained: the candidate is the "
+                   "champion's own checkpoint (same data, params and code); nothing to promote")
+        logger.info(message)
+    elif promote:
         result.update(_promote(repo, branch, run_name, context, params, logger))
     if push:
         result["pushed"] = push_results.with_options(
             retries=params.retries_for("push"), retry_delay_seconds=params.retry_delay_s)(
             str(repo), result["branch"], params.timeout("push"))
     result["seconds"] = round(time.time() - start, 1)
-    return result
+    return Completed(message=message, data=result) if unchanged else result
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ Shared helpers (imported by the stages and the layers above):
     tables              the one reader of user tables, with its per-format error messages
     input_checks        the columns, ids and class spellings of a user's texts and labels
     data                the splits, and the text normaliser every "same text" check uses
+    dataset             the labelled dataset ingest builds: the source plus people's import batches
     expectations        the validation catalogue built from params (validate)
     validation_report   what a validation found (Report) and its self-contained HTML page
     classifier          the one model definition: encoder + pooling + head

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # the project's packages, bottom layer first
-PACKAGES = ("stages", "commands", "flows", "serve", "monitor", "scale")
+PACKAGES = ("stages", "commands", "flows", "serve", "monitor", "scale", "labelling")
 
 T = TypeVar("T")
 

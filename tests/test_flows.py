@@ -198,6 +198,17 @@ def test_success_promotes_on_a_run_branch_with_artifacts(prefect_api: Any, repo:
     assert art.description == verdict(audit) and f"**{verdict(audit)}.**" in art.data
     for pair in audit["confused_pairs"]:
         assert f"| `{pair['given']}` | `{pair['suggested']}` | {pair['rows']} |" in art.data
+
+    # the same data, params and code again: the champion is never promoted a second time, and
+    # the run says so in one line (evaluate and gate re-run once: the champion they compare with
+    # changed; the run after that has nothing to run at all)
+    promoted = git(repo, "rev-parse", "HEAD")
+    for _ in range(2):
+        again = run_flow(repo_dir=str(repo), promote=True, until="gate")
+        assert again.is_completed(), again.message
+        assert again.message.startswith("nothing changed since the champion was trained")
+        assert git(repo, "rev-parse", "HEAD") == promoted
+    assert {s["status"] for s in again.result()["stages"]} == {"skipped (unchanged)"}
     assert "reports/label_audit.html" in art.data
     assert {s["stage"]: s["status"] for s in result["stages"]}["gate"] == "ran"
     limit = prefect_api.read_global_concurrency_limit_by_name("retrainer-retrain")

@@ -383,12 +383,13 @@ def test_too_few_permutations_for_alpha_is_refused(reference_dir: Path, tmp_path
 
 
 @pytest.mark.slow  # a real Prefect server, worker and deployments
-def test_monitor_deployment_emits_drift_and_triggers_retraining(
+def test_monitor_deployment_emits_drift_and_queues_texts_for_labelling(
         pipeline_repo: Path, reference_dir: Path, int8_model, tmp_path: Path) -> None:
     """A real `prefect server start`, worker and `prefect deploy --all` (tests/test_prefect_server.py
     has the plumbing): the hourly monitor deployment runs on a no-shift window (no event, no
-    retraining), then on a shifted window: retrainer.drift.detected is emitted and the on-drift
-    deployment's trigger runs the retrain flow (cut down to ingest, as in that test)."""
+    labelling), then on a shifted window: retrainer.drift.detected is emitted and the
+    label-on-drift deployment's trigger queues a batch of the shifted texts for people to label
+    (drift never retrains on unchanged data)."""
     import re
     import shutil
     import sys
@@ -420,8 +421,8 @@ def test_monitor_deployment_emits_drift_and_triggers_retraining(
     log_dir = repo / "logs/predictions"
     write_log_file(log_dir, log_rows(int8_model, window_texts(50, seed=21), START))
     shifted_start = START + timedelta(hours=5)
-    write_log_file(log_dir, log_rows(int8_model, shifted_texts(150, seed=22), shifted_start,
-                                     text_logged=False))
+    shifted = shifted_texts(150, seed=22)
+    write_log_file(log_dir, log_rows(int8_model, shifted, shifted_start))
 
     port = free_port()
     env = prefect_env(tmp_path, port)
@@ -453,11 +454,11 @@ def test_monitor_deployment_emits_drift_and_triggers_retraining(
             body = {"filter": {"event": {"name": ["retrainer.drift.detected"]}}, "limit": 10}
             return httpx.post(f"{api}/events/filter", json=body).json()["events"]
 
-        def retrain_runs() -> list:
+        def labelling_runs() -> list:
             return httpx.post(f"{api}/flow_runs/filter", json={
-                "deployments": {"id": {"any_": [by_name["on-drift"]["id"]]}}}).json()
+                "deployments": {"id": {"any_": [by_name["label-on-drift"]["id"]]}}}).json()
 
-        # 1. no shift: a report, no event, no retraining
+        # 1. no shift: a report, no event, no labelling batch
         run = monitor_run(START + timedelta(hours=3))
         metrics = json.loads((repo / "metrics/monitor.json").read_text())
         assert metrics["status"] == "ok" and metrics["predictions"] == 300
@@ -467,22 +468,28 @@ def test_monitor_deployment_emits_drift_and_triggers_retraining(
         window_md = next(a for a in arts if a["key"] == "monitor-window")["data"]
         assert "**OK**: no drift detected" in window_md
 
-        # 2. the shifted hours (hash-only log): event emitted, on-drift runs the retrain flow
+        # 2. the shifted hours: event emitted, label-on-drift queues texts for labelling
         monitor_run(shifted_start + timedelta(hours=3))
         metrics = json.loads((repo / "metrics/monitor.json").read_text())
         assert metrics["status"] == "drift" and metrics["event_emitted"] is True
-        assert metrics["text_logged"] is False
         events = wait_for("the drift event", drift_events, 60, logs)
         assert len(events) == 1  # the no-shift window emitted none
         assert events[0]["payload"]["window"] == metrics["window"]
         assert set(events[0]["payload"]["alarms"]) == set(metrics["alarms"])
         assert events[0]["payload"]["scores"]["label"]["drifted"] is True
-        retrain = wait_for("the drift-triggered retraining",
-                           lambda: (runs := retrain_runs()) and finished(runs[0]["id"]), 300, logs)
-        assert retrain["state_type"] == "COMPLETED", retrain["state"]
-        assert retrain["parameters"]["reason"] == (
+        labelling = wait_for("the drift-triggered labelling batch",
+                             lambda: (runs := labelling_runs()) and finished(runs[0]["id"]), 300,
+                             logs)
+        assert labelling["state_type"] == "COMPLETED", labelling["state"]
+        assert labelling["parameters"]["reason"] == (
             f"retrainer.drift.detected: retrainer.monitor.{repo.name} window {metrics['window']}")
-        assert len(retrain_runs()) == 1
+        assert len(labelling_runs()) == 1
+        (queued,) = (repo / "data/queue").glob("*.csv")
+        batch = pd.read_csv(queued)
+        assert 0 < len(batch) <= 50 and set(batch["text"]) <= set(shifted)
+        arts = httpx.post(f"{api}/artifacts/filter", json={
+            "flow_runs": {"id": {"any_": [labelling["id"]]}}}).json()
+        assert str(queued.name) in next(a for a in arts if a["key"] == "labelling-batch")["data"]
         history = (repo / "reports/monitoring/history.jsonl").read_text().splitlines()
         assert [json.loads(h)["status"] for h in history] == ["ok", "drift"]
     finally:

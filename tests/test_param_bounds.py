@@ -28,7 +28,7 @@ from stages import common
 from stages.common import PARAMS_SECTIONS, Range, StageError, check_constraints, load_params
 from tests.conftest import REPO_ROOT
 
-PACKAGES = ("stages", "serve", "monitor", "scale", "flows", "commands")
+PACKAGES = ("stages", "serve", "monitor", "scale", "flows", "commands", "labelling")
 # the aliases of stages.common that carry a Range (PositiveInt, Fraction, Share, ...)
 BOUND_ALIASES = {name for name, value in vars(common).items()
                  if typing.get_origin(value) is Annotated

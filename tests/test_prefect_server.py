@@ -122,7 +122,8 @@ def test_deployments_run_on_a_real_server_worker_and_event(pipeline_repo: Path,
         procs.append(start_server_and_deploy(env, repo, tmp_path, port, logs))
         deployments = httpx.post(f"{api}/deployments/filter", json={}).json()
         by_name = {d["name"]: d for d in deployments}
-        assert set(by_name) == {"weekly", "on-data-arrived", "on-drift", "hourly"}
+        assert set(by_name) == {"weekly", "on-data-arrived", "label-on-drift", "import-labels",
+                                "hourly"}
         assert by_name["weekly"]["schedules"][0]["schedule"]["cron"] == "0 3 * * 1"
         assert by_name["weekly"]["pull_steps"][0][
             "prefect.deployments.steps.set_working_directory"]["directory"] == str(repo)

@@ -238,6 +238,11 @@ def test_promote_then_rerun_uses_the_new_champion(pipeline_repo: Path,
     assert gate["comparison"]["macro_f1"]["ci95"] == [0, 0]
     # the split is stable, so the champion (trained on this very split) has seen no test row
     assert ev["paired"]["rows"] == ev["test_rows"] and ev["paired"]["excluded_champion_trained_on"] == 0
+    # a passed, current gate, but the candidate is the champion's own checkpoint: never again
+    assert promote.candidate_is_champion(repo)
+    proc = run_command("promote", repo)
+    assert proc.returncode == 1 and "the candidate is the champion already" in proc.stderr
+    assert "retrain on new data, params or code first" in proc.stderr
 
     # a new salt reshuffles every row: most of the new test rows are ones the champion trained on.
     # evaluate must find exactly those (from the champion's fingerprint) and leave them out.
