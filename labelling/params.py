@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 @params_section("labelling")
 @dataclass
 class LabellingParams:
-    strategy: Literal["random", "uncertainty", "novelty", "hybrid"] = "hybrid"
+    strategy: Literal["random", "uncertainty", "novelty", "hybrid"] = "uncertainty"
     batch_size: PositiveInt = 50          # texts per labelling batch
     uncertainty: Literal["margin", "entropy"] = "margin"
     hybrid_candidates: PositiveInt = 5    # hybrid spreads a batch of n over the n x this most

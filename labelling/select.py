@@ -1,6 +1,6 @@
 """select: choose which logged texts people should label next, and queue them.
 
-    python -m labelling.select [--end 2026-12-01T14:00Z] [--hours 24] [--n 50] [--strategy hybrid]
+    python -m labelling.select [--end 2026-12-01T14:00Z] [--hours 24] [--n 50] [--strategy NAME]
         [--push]            # also send the batch to Label Studio (labelling.studio)
 
 Reads a window of the prediction log, leaves out texts already labelled or already queued (by
@@ -8,11 +8,11 @@ normalised text) and hash-only rows, and writes one batch to the queue (labellin
 The strategies, in numpy:
 
     random        a uniform sample (the baseline every other strategy is measured against)
-    uncertainty   the smallest margin between the two most probable classes (or the highest
-                  entropy): where the model is least sure
+    uncertainty   the default: the smallest margin between the two most probable classes (or
+                  the highest entropy): where the model is least sure
     novelty       the furthest from the labelled data (1 - cosine similarity to the nearest
                   labelled embedding): what the model has not seen
-    hybrid        the default: the ``hybrid_candidates`` x n most uncertain or novel texts, then
+    hybrid        the ``hybrid_candidates`` x n most uncertain or novel texts, then
                   greedy k-center on their embeddings, counting the labelled data as centres
                   already chosen, so the batch covers different regions instead of filling up
                   with paraphrases of one new intent
