@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 ANNOTATION_COLUMNS = ("id", "text", "label", "annotator", "annotated_at", "skipped")
-ORIGINS = ("csv", "label-studio")
 
 
 def annotations_from_csv(path: str, annotator: str) -> pd.DataFrame:
